@@ -1,0 +1,59 @@
+"""Faithful denoising of linear astronomical images, as a napari plugin and a Python API.
+
+Importing this package is cheap: torch, napari and Qt load only when a name that needs
+them is first used (the FITS reader must open files without importing torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "denoise": "napari_astrodenoise.core.pipeline",
+    "iter_denoise": "napari_astrodenoise.core.pipeline",
+    "DenoiseResult": "napari_astrodenoise.core.pipeline",
+    "seam_map": "napari_astrodenoise.core.pipeline",
+    "star_mask": "napari_astrodenoise.core.starmask",
+    "load_model": "napari_astrodenoise.core.weights",
+    "list_models": "napari_astrodenoise.core.weights",
+    "read_fits": "napari_astrodenoise.fits_io",
+    "write_fits": "napari_astrodenoise.fits_io",
+}
+
+__all__ = [
+    "DenoiseResult",
+    "__version__",
+    "denoise",
+    "iter_denoise",
+    "list_models",
+    "load_model",
+    "read_fits",
+    "seam_map",
+    "star_mask",
+    "write_fits",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari_astrodenoise.core.pipeline import DenoiseResult, denoise, iter_denoise, seam_map
+    from napari_astrodenoise.core.starmask import star_mask
+    from napari_astrodenoise.core.weights import list_models, load_model
+    from napari_astrodenoise.fits_io import read_fits, write_fits
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        msg = f"module 'napari_astrodenoise' has no attribute {name!r}"
+        raise AttributeError(msg) from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,1 @@
+"""napari widgets: the only modules that import napari, qtpy or magicgui."""

@@ -1,0 +1,320 @@
+"""The ``astrodenoise`` command: denoise, starmask, seams and models, FITS in and FITS out.
+
+Every output goes through the same writer as the napari plugin (header and WCS kept,
+provenance written, atomic), and no existing file is replaced without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astrodenoise",
+        description="Denoise linear astronomical FITS images without inventing detail.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("denoise", help="denoise FITS images (or a bundled sample)")
+    _add_inputs(p, sample=True)
+    _add_outputs(p)
+    p.add_argument("--model", default="default", help="shipped model name or model file")
+    p.add_argument("--strength", type=float, default=1.0, help="0..1 (default 1)")
+    p.add_argument("--star-protection", type=float, default=0.0, help="0..1 (default 0)")
+    _add_tiling(p)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("starmask", help="write the soft star mask of FITS images")
+    _add_inputs(p)
+    _add_outputs(p)
+    p.add_argument("--threshold", type=float, default=5.0, help="noise sigmas (default 5)")
+    p.add_argument("--dilation", type=int, default=2, help="pixels (default 2)")
+    p.add_argument("--feather", type=float, default=1.5, help="Gaussian sigma, px (default 1.5)")
+
+    p = sub.add_parser("seams", help="measure tile seams; optionally write the difference map")
+    _add_inputs(p)
+    p.add_argument("-o", "--output", type=Path, help="FITS file for the seam difference map")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--model", default="default", help="shipped model name or model file")
+    _add_tiling(p)
+    p.add_argument("--reference", choices=("shifted", "whole"), default="shifted")
+    p.add_argument("--device", default="auto")
+
+    sub.add_parser("models", help="list the shipped models")
+    return parser
+
+
+def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
+    p.add_argument(
+        "inputs", nargs="*" if sample else "+", type=Path, metavar="IN", help="FITS files"
+    )
+    p.add_argument("--hdu", type=int, default=None, help="HDU index (default: first image HDU)")
+    if sample:
+        p.add_argument(
+            "--sample",
+            choices=("m13", "synthetic"),
+            help="denoise a bundled sample instead of files (m13: real frame from astropy)",
+        )
+
+
+def _add_outputs(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("-o", "--output", type=Path, help="output FITS (one input only)")
+    group.add_argument("--output-dir", type=Path, help="folder for outputs, named IN_SUFFIX.fits")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tile-size", type=int, default=256, help="multiple of 16, >= 32 (default 256)"
+    )
+    p.add_argument("--overlap", type=float, default=0.25, help="0..0.75 (default 0.25)")
+    p.add_argument("--blend", choices=("gaussian", "none"), default="gaussian")
+    p.add_argument("--sigma-scale", type=float, default=0.125, help="blend sigma / tile")
+
+
+def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
+    """(label, FitsImage) for each input: a file's chosen HDU, or the bundled sample."""
+    from napari_astrodenoise.fits_io import FitsReadError, read_fits
+
+    if getattr(args, "sample", None):
+        if args.inputs:
+            msg = "give input files or --sample, not both"
+            raise CliError(msg)
+        from napari_astrodenoise._sample_data import sample_image
+
+        yield args.sample, sample_image(args.sample)
+        return
+    if not args.inputs:
+        msg = "no input files given (or use --sample m13)"
+        raise CliError(msg)
+    for path in args.inputs:
+        if not path.is_file():
+            msg = f"{path}: no such file"
+            raise CliError(msg)
+        try:
+            images = read_fits(path)
+        except FitsReadError as err:
+            raise CliError(str(err)) from None
+        if args.hdu is None:
+            yield str(path), images[0]
+            continue
+        chosen = [im for im in images if im.hdu_index == args.hdu]
+        if not chosen:
+            found = [im.hdu_index for im in images]
+            msg = f"{path}: HDU {args.hdu} is not an image HDU with data (image HDUs: {found})"
+            raise CliError(msg)
+        yield str(path), chosen[0]
+
+
+def _output_paths(args: argparse.Namespace, labels: Sequence[str], suffix: str) -> list[Path]:
+    if args.output is not None:
+        if len(labels) != 1:
+            msg = f"-o takes one input, got {len(labels)}: use --output-dir for several"
+            raise CliError(msg)
+        outs = [args.output]
+    else:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        outs = [args.output_dir / f"{_stem(label)}_{suffix}.fits" for label in labels]
+        if len(set(outs)) != len(outs):
+            msg = "two inputs share a name; write them in separate calls or folders"
+            raise CliError(msg)
+    for out in outs:
+        if out.exists() and not args.overwrite:
+            msg = f"{out} exists; pass --overwrite to replace it"
+            raise CliError(msg)
+    return outs
+
+
+def _stem(label: str) -> str:
+    name = Path(label).name
+    for ext in (".fz", ".gz"):
+        name = name.removesuffix(ext)
+    return Path(name).stem
+
+
+def _channel_axis(image: Any) -> int | None:
+    return None if image.data.ndim == 2 else 0
+
+
+def _cmd_denoise(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from napari_astrodenoise.core.pipeline import iter_denoise
+    from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
+    from napari_astrodenoise.fits_io import write_fits
+
+    sources = list(_sources(args))
+    outs = _output_paths(args, [label for label, _ in sources], "denoised")
+    try:
+        loaded = load_model(args.model, device=args.device)  # once for all inputs
+    except (ModelNotFoundError, ValueError) as err:
+        raise CliError(str(err)) from None
+    for (label, image), out in zip(sources, outs, strict=True):
+        gen = iter_denoise(
+            image.data,
+            model=loaded,
+            strength=args.strength,
+            star_protection=args.star_protection,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            blend=args.blend,
+            sigma_scale=args.sigma_scale,
+            device=args.device,
+            channel_axis=_channel_axis(image),
+            batch_size=args.batch_size,
+        )
+        result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
+        meta = result.provenance()
+        write_fits(
+            out,
+            result.output(),
+            header=image.header,
+            channel_axis=_channel_axis(image),
+            provenance=meta["provenance"],
+            history=[*meta["history"], f"input: {label}"],
+            overwrite=args.overwrite,
+        )
+        print(f"{label} -> {out}")
+
+
+def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
+    with tqdm(desc=desc, unit="tile", disable=quiet, file=sys.stderr) as bar:
+        while True:
+            try:
+                done, total = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+
+def _cmd_starmask(args: argparse.Namespace) -> None:
+    from napari_astrodenoise.core.starmask import star_mask
+    from napari_astrodenoise.fits_io import write_fits
+
+    sources = list(_sources(args))
+    outs = _output_paths(args, [label for label, _ in sources], "starmask")
+    for (label, image), out in zip(sources, outs, strict=True):
+        mask = star_mask(
+            image.data,
+            channel_axis=_channel_axis(image),
+            threshold=args.threshold,
+            dilation=args.dilation,
+            feather=args.feather,
+        )
+        header = image.header.copy()
+        for key in ("NAXIS3", "BAYERPAT"):
+            header.remove(key, ignore_missing=True)
+        history = [
+            f"napari-astrodenoise soft star mask of {label}: threshold {args.threshold:g} sigma, "
+            f"dilation {args.dilation} px, feather {args.feather:g} px"
+        ]
+        write_fits(out, mask, header=header, history=history, overwrite=args.overwrite)
+        print(f"{label} -> {out}")
+
+
+def _cmd_seams(args: argparse.Namespace) -> None:
+    from napari_astrodenoise.core.pipeline import seam_map
+    from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
+    from napari_astrodenoise.fits_io import write_fits
+
+    sources = list(_sources(args))
+    if args.output is not None and len(sources) != 1:
+        msg = "-o takes one input"
+        raise CliError(msg)
+    if args.output is not None and args.output.exists() and not args.overwrite:
+        msg = f"{args.output} exists; pass --overwrite to replace it"
+        raise CliError(msg)
+    try:
+        loaded = load_model(args.model, device=args.device)
+    except (ModelNotFoundError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(f"{'input':<40} {'blend':<9} {'overlap':>7} {'seam/sigma':>10}")
+    for label, image in sources:
+        report = seam_map(
+            image.data,
+            model=loaded,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            blend=args.blend,
+            sigma_scale=args.sigma_scale,
+            channel_axis=_channel_axis(image),
+            reference=args.reference,
+        )
+        print(
+            f"{Path(label).name:<40} {args.blend:<9} {args.overlap:>7.2f} "
+            f"{report.seam_sigma:>10.4f}"
+        )
+        if args.output is not None:
+            diff = report.diff[0] if image.data.ndim == 2 else report.diff
+            history = [
+                f"napari-astrodenoise tile-seam difference map of {label} ({args.reference} "
+                f"reference): tile {args.tile_size}, overlap {args.overlap:g}, blend "
+                f"{args.blend}; seam RMS = {report.seam_sigma:.4g} noise sigma"
+            ]
+            write_fits(
+                args.output,
+                diff,
+                header=image.header,
+                channel_axis=_channel_axis(image),
+                history=history,
+                overwrite=args.overwrite,
+            )
+
+
+def _cmd_models(_args: argparse.Namespace) -> None:
+    import json
+
+    from napari_astrodenoise.core.weights import _configs, default_model_name
+
+    default = default_model_name()
+    configs = _configs()
+    if not configs:
+        print("no trained model ships with this installation")
+    for name, path in configs.items():
+        cfg = json.loads(path.read_text())
+        arch = cfg["architecture"]
+        flag = " (default)" if name == default else ""
+        print(
+            f"{name}{flag}: ResUNet width {arch['width']} depth {arch['depth']}, "
+            f"sha256 {cfg['sha256'][:16]}, {path.with_name(cfg['weights_file'])}"
+        )
+
+
+COMMANDS = {
+    "denoise": _cmd_denoise,
+    "starmask": _cmd_starmask,
+    "seams": _cmd_seams,
+    "models": _cmd_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``astrodenoise`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (CliError, ValueError, FileExistsError) as err:
+        print(f"astrodenoise {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Denoising engine: model, normalization, tiling, star mask, weights; no Qt, no napari."""

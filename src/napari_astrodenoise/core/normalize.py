@@ -1,0 +1,179 @@
+"""Astro stretch of linear data for the network, its exact inverse, and NaN/inf handling.
+
+The network never sees raw counts. Each image is mapped, with statistics measured once on the
+whole frame (never per tile, so tiles agree), to
+
+    y = asinh((x - background) / scale),    scale = softening * noise_sigma
+
+where ``background`` is the per-channel median and ``noise_sigma`` the robust white-noise
+level. Near the sky the map is linear and the noise has a standard deviation of about
+``1 / softening`` whatever the camera, gain or exposure; bright stars and cores are compressed
+logarithmically. The same ``scale`` is used for every channel, so colour ratios survive the
+stretch. The inverse ``x = background + scale * sinh(y)`` is computed in float64, so a
+round trip is exact to float32 precision, and nothing is ever clipped or rescaled to [0, 1].
+
+Non-finite pixels (NaN, +inf, -inf) are ignored by every statistic here, replaced by the
+channel background for the network, and put back in the output by the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# statistics are measured on at most this many pixels per channel (a regular subsample)
+_MAX_SAMPLES = 2_000_000
+# Gaussian sigma from the median absolute deviation
+_MAD_TO_SIGMA = 1.482602218505602
+
+
+def _finite_sample(channel: np.ndarray) -> np.ndarray:
+    """Regular subsample of the finite pixels of a 2-D channel (a view where possible)."""
+    step = max(1, int(np.ceil(np.sqrt(channel.size / _MAX_SAMPLES))))
+    sample = channel[::step, ::step].ravel()
+    return sample[np.isfinite(sample)]
+
+
+def _as_chw(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image[np.newaxis]
+    if image.ndim != 3:
+        msg = f"expected an image shaped (H, W) or (C, H, W), got shape {image.shape}"
+        raise ValueError(msg)
+    return image
+
+
+def background_level(image: np.ndarray) -> np.ndarray:
+    """Per-channel sky level: the median of the finite pixels.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W) or (H, W) linear data; NaN and inf are ignored.
+
+    Returns
+    -------
+    ndarray
+        (C,) float64; 0 for a channel with no finite pixel.
+    """
+    out = []
+    for channel in _as_chw(image):
+        sample = _finite_sample(channel)
+        out.append(float(np.median(sample)) if sample.size else 0.0)
+    return np.asarray(out, dtype=np.float64)
+
+
+def noise_sigma(image: np.ndarray) -> np.ndarray:
+    """Robust per-channel white-noise standard deviation.
+
+    Measured as the median absolute deviation of horizontal neighbour differences, divided by
+    sqrt(2): smooth structure (nebulae, galaxies, gradients) cancels in the differences, and
+    stars are too few to move the median. Pixel-to-pixel correlated noise is underestimated,
+    as with any such estimator.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W) or (H, W) linear data; NaN and inf are ignored.
+
+    Returns
+    -------
+    ndarray
+        (C,) float64, >= 0; 0 for a channel with fewer than two finite neighbouring pixels.
+    """
+    out = []
+    for channel in _as_chw(image):
+        step = max(1, int(np.ceil(channel.size / (2 * _MAX_SAMPLES))))
+        rows = channel[::step] if channel.shape[1] > 1 else channel.T[::step]
+        with np.errstate(invalid="ignore"):  # inf - inf
+            diff = np.diff(rows.astype(np.float64, copy=False), axis=1).ravel()
+        diff = diff[np.isfinite(diff)]
+        if diff.size == 0:
+            out.append(0.0)
+            continue
+        mad = np.median(np.abs(diff - np.median(diff)))
+        out.append(float(_MAD_TO_SIGMA * mad / np.sqrt(2.0)))
+    return np.asarray(out, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class AstroStretch:
+    """The per-image map between linear data and network space.
+
+    Attributes
+    ----------
+    background : ndarray
+        (C,) float64 per-channel offset, in the data's units.
+    scale : float
+        Shared softening scale, in the data's units (> 0).
+    """
+
+    background: np.ndarray
+    scale: float
+
+    def forward(self, image: np.ndarray) -> np.ndarray:
+        """Linear (..., C, H, W) data to network space, float32; non-finite pixels become 0.
+
+        0 in network space is the channel background, so filled pixels look like sky.
+        A batch of tiles (B, C, T, T) works as well as a whole frame.
+        """
+        image = _as_chw(image) if np.ndim(image) == 2 else np.asarray(image)
+        bg = self.background.reshape(-1, 1, 1)
+        with np.errstate(invalid="ignore"):
+            y = np.arcsinh((image.astype(np.float64) - bg) / self.scale)
+        y[~np.isfinite(y)] = 0.0
+        return y.astype(np.float32)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Network space (..., C, H, W) back to linear data, computed and returned in float64."""
+        y = (_as_chw(y) if np.ndim(y) == 2 else np.asarray(y)).astype(np.float64)
+        return self.background.reshape(-1, 1, 1) + self.scale * np.sinh(y)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (for provenance)."""
+        return {"background": [float(b) for b in self.background], "scale": float(self.scale)}
+
+
+def fit_stretch(image: np.ndarray, *, softening: float = 3.0) -> AstroStretch:
+    """Measure the stretch of one whole image.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W) or (H, W) linear data of any offset, scale and sign; NaN/inf ignored.
+    softening : float, optional
+        Linear range of the asinh in units of the noise sigma (default 3): the sky noise then
+        has a standard deviation of about ``1 / softening`` in network space. It is part of a
+        model's contract and is stored in its config.
+
+    Returns
+    -------
+    AstroStretch
+    """
+    if not softening > 0:
+        msg = f"softening must be > 0, got {softening}"
+        raise ValueError(msg)
+    image = _as_chw(image)
+    background = background_level(image)
+    sigma = float(np.median(noise_sigma(image)))
+    scale = softening * sigma
+    # A noiseless or constant frame has sigma 0: fall back to a small fraction of the
+    # data's own spread, then of its level, so that the map stays finite and invertible.
+    if not scale > 0:
+        spread = []
+        for channel, bg in zip(image, background, strict=True):
+            sample = _finite_sample(channel)
+            if sample.size:
+                spread.append(float(np.percentile(np.abs(sample - bg), 99.5)))
+        scale = 1e-3 * max(spread, default=0.0)
+    if not scale > 0:
+        scale = 1e-6 * max(1.0, float(np.max(np.abs(background))))
+    return AstroStretch(background=background, scale=float(scale))
+
+
+def nonfinite_mask(image: np.ndarray) -> np.ndarray | None:
+    """Boolean mask of NaN/inf pixels, or None when every pixel is finite."""
+    bad = ~np.isfinite(image)
+    return bad if bad.any() else None

@@ -1,0 +1,263 @@
+"""Model files: safetensors weights plus a JSON config, the registry of shipped models, loading.
+
+A model is two files side by side::
+
+    name.safetensors   the tensors (never a pickle)
+    name.json          {"format": "napari-astrodenoise-model/1", "name", "architecture",
+                        "normalization", "weights_file", "sha256", "default", "training", ...}
+
+``sha256`` is the hash of the ``.safetensors`` file and is checked on every load, so a
+corrupted or swapped file is refused. Shipped models live in the package's ``models/`` folder;
+the one whose config says ``"default": true`` is what ``load_model("default")`` gives. No
+untrained model is ever registered: the folder holds only exported, trained models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "napari-astrodenoise-model/1"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelNotFoundError(LookupError):
+    """No model of that name is shipped and no such file exists."""
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model with everything needed to run and to record it.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network, in eval mode, on ``device``.
+    config : dict
+        The model's JSON config as stored.
+    name : str
+    path : Path
+        The ``.safetensors`` file.
+    sha256 : str
+        Hash of the weights file (checked on load).
+    softening : float
+        The normalization's asinh softening (see ``normalize.fit_stretch``).
+    device : str
+    """
+
+    module: Any
+    config: dict
+    name: str
+    path: Path
+    sha256: str
+    softening: float
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _configs(folder: Path = MODELS_DIR) -> dict[str, Path]:
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            cfg = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if cfg.get("format") == FORMAT:
+            out[cfg.get("name", path.stem)] = path
+    return out
+
+
+def list_models() -> list[str]:
+    """Names of the models shipped inside the package, the default first."""
+    names = list(_configs())
+    default = default_model_name()
+    return sorted(names, key=lambda n: (n != default, n))
+
+
+def default_model_name() -> str | None:
+    """Name of the shipped default model, or None while no trained model ships."""
+    for name, path in _configs().items():
+        if json.loads(path.read_text()).get("default"):
+            return name
+    return None
+
+
+def _resolve(name_or_path: str | os.PathLike) -> Path:
+    """The JSON config path for a registry name, a .json path or a .safetensors path."""
+    text = str(name_or_path)
+    if text == "default":
+        name = default_model_name()
+        if name is None:
+            msg = (
+                "no trained default model ships with this installation; "
+                "pass a model file (.safetensors with its .json) instead"
+            )
+            raise ModelNotFoundError(msg)
+        text = name
+    registry = _configs()
+    if text in registry:
+        return registry[text]
+    path = Path(text).expanduser()
+    if path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if path.suffix == ".json" and path.is_file():
+        return path
+    shipped = sorted(registry) or "none"
+    msg = f"no model named {text!r}: shipped models are {shipped}, and no file {path} exists"
+    raise ModelNotFoundError(msg)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> CUDA, then Apple MPS, then CPU; an explicit name is checked."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        msg = f"device {device!r} asked for, but CUDA is not available here"
+        raise ValueError(msg)
+    if device == "mps" and not getattr(torch.backends, "mps", None).is_available():
+        msg = "device 'mps' asked for, but Apple MPS is not available here"
+        raise ValueError(msg)
+    if device.split(":")[0] not in {"cpu", "cuda", "mps"}:
+        msg = f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {device!r}"
+        raise ValueError(msg)
+    return device
+
+
+def load_model(name_or_path: str | os.PathLike = "default", *, device: str = "cpu") -> LoadedModel:
+    """Load a model by registry name (``"default"`` included) or by file path.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name (see :func:`list_models`), ``"default"``, or the path of a
+        model's ``.json`` or ``.safetensors`` file.
+    device : str, optional
+        ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``.
+
+    Returns
+    -------
+    LoadedModel
+        ``.module`` is the ``torch.nn.Module`` in eval mode; ``.softening`` its normalization.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model.
+    ValueError
+        The config is not a napari-astrodenoise model, or the weights' sha256 does not match.
+    """
+    from safetensors.torch import load_file
+
+    config_path = _resolve(name_or_path)
+    config = json.loads(config_path.read_text())
+    if config.get("format") != FORMAT:
+        msg = f"{config_path} is not a napari-astrodenoise model config (format {FORMAT!r})"
+        raise ValueError(msg)
+    weights = config_path.with_name(config["weights_file"])
+    digest = sha256_file(weights)
+    if digest != config["sha256"]:
+        msg = (
+            f"{weights}: sha256 {digest[:12]}... does not match "
+            f"its config's {config['sha256'][:12]}..."
+        )
+        raise ValueError(msg)
+    device = resolve_device(device)
+    module = ResUNet(ResUNetConfig.from_dict(config["architecture"]))
+    module.load_state_dict(load_file(weights, device="cpu"))
+    module = module.to(device).eval()
+    return LoadedModel(
+        module=module,
+        config=config,
+        name=config.get("name", config_path.stem),
+        path=weights,
+        sha256=digest,
+        softening=float(config["normalization"]["softening"]),
+        device=device,
+    )
+
+
+def save_model(
+    module: torch.nn.Module,
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    softening: float = 3.0,
+    default: bool = False,
+    extra: dict | None = None,
+) -> Path:
+    """Export a :class:`ResUNet` as ``path`` (.safetensors) plus its ``.json`` config.
+
+    Parameters
+    ----------
+    module : ResUNet
+    path : path-like
+        Target ``.safetensors`` file; the config goes beside it with a ``.json`` suffix.
+    name : str, optional
+        Registry name (default: the file stem).
+    softening : float
+        The normalization the model was trained with.
+    default : bool
+        Mark as the shipped default.
+    extra : dict, optional
+        More JSON fields, e.g. ``{"training": {...}, "validation": {...}}``.
+
+    Returns
+    -------
+    Path
+        The JSON config path.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        msg = f"model weights must be saved as .safetensors, got {path.name}"
+        raise ValueError(msg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    config = {
+        "format": FORMAT,
+        "name": name or path.stem,
+        "architecture": module.config.to_dict(),
+        "normalization": {"type": "asinh", "softening": float(softening)},
+        "weights_file": path.name,
+        "sha256": sha256_file(path),
+        "default": bool(default),
+        **(extra or {}),
+    }
+    config_path = path.with_suffix(".json")
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return config_path

@@ -1,0 +1,96 @@
+"""The astro stretch: exact inverse, any offset/scale/sign, NaN/inf ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_astrodenoise.core.normalize import (
+    background_level,
+    fit_stretch,
+    noise_sigma,
+    nonfinite_mask,
+)
+
+
+def _frame(level: float, sigma: float, *, shape=(3, 96, 128), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    xx = np.arange(shape[2])[None, None, :]
+    gradient = 0.5 * sigma * (xx / shape[2])  # smooth light pollution
+    img = level + gradient + rng.normal(0, sigma, size=shape)
+    img[:, 40:44, 60:64] += 200 * sigma  # a bright star
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("level", "sigma"),
+    [(30_000.0, 40.0), (0.0, 1e-3), (0.2, 0.01), (-500.0, 3.0)],
+    ids=["counts", "sky-subtracted", "stretched-0-1", "negative-offset"],
+)
+def test_round_trip_is_exact_to_float32_precision_for_any_range(level, sigma):
+    img = _frame(level, sigma)
+    stretch = fit_stretch(img)
+    y = stretch.forward(img)
+    assert y.dtype == np.float32
+    back = stretch.inverse(y)
+    # forward rounds to float32 once; the inverse adds no error of its own
+    np.testing.assert_allclose(back, img, rtol=2e-6, atol=2e-6 * sigma)
+    # in float64 the two maps are inverse to machine precision
+    y64 = np.arcsinh((img.astype(np.float64) - stretch.background[:, None, None]) / stretch.scale)
+    np.testing.assert_allclose(stretch.inverse(y64), img, rtol=1e-12, atol=1e-9 * sigma)
+
+
+def test_sky_noise_has_about_one_over_softening_in_network_space():
+    img = _frame(1000.0, 25.0)
+    y = fit_stretch(img, softening=3.0).forward(img)
+    sky = y[:, 5:35, 5:50]
+    assert 0.29 < sky.std() < 0.38
+    assert abs(float(np.median(sky))) < 0.05
+
+
+def test_noise_sigma_ignores_smooth_structure():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:200, :200]
+    nebula = 500 * np.exp(-((xx - 100) ** 2 + (yy - 100) ** 2) / (2 * 40**2))
+    img = (nebula + rng.normal(0, 7.0, size=(200, 200)))[None]
+    assert noise_sigma(img)[0] == pytest.approx(7.0, rel=0.05)
+    # a plain MAD of the pixels would have been dominated by the nebula
+    assert np.std(img) > 50
+
+
+def test_statistics_ignore_nan_and_inf():
+    img = _frame(100.0, 2.0)
+    clean = fit_stretch(img)
+    dirty = img.copy()
+    dirty[:, :10, :10] = np.nan
+    dirty[:, 50, :] = np.inf
+    dirty[:, 51, :] = -np.inf
+    stretch = fit_stretch(dirty)
+    np.testing.assert_allclose(stretch.background, clean.background, rtol=1e-3)
+    assert stretch.scale == pytest.approx(clean.scale, rel=0.05)
+    y = stretch.forward(dirty)
+    assert np.isfinite(y).all()
+    assert (y[:, :10, :10] == 0).all()  # filled as sky
+    assert nonfinite_mask(dirty).sum() == 3 * (100 + 2 * 128)
+    assert nonfinite_mask(img) is None
+
+
+def test_noiseless_or_constant_frames_get_a_finite_invertible_stretch():
+    flat = np.full((1, 32, 32), 1234.5, dtype=np.float32)
+    stretch = fit_stretch(flat)
+    assert stretch.scale > 0
+    np.testing.assert_allclose(stretch.inverse(stretch.forward(flat)), flat, rtol=1e-7)
+    zeros = np.zeros((1, 16, 16), dtype=np.float32)
+    assert fit_stretch(zeros).scale > 0
+
+
+def test_background_is_the_median_per_channel():
+    img = np.stack([np.full((20, 20), v, np.float32) for v in (1.0, 2.0, 3.0)])
+    np.testing.assert_array_equal(background_level(img), [1.0, 2.0, 3.0])
+
+
+def test_bad_arguments_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="softening must be > 0"):
+        fit_stretch(np.zeros((4, 4)), softening=0)
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(C, H, W\)"):
+        background_level(np.zeros(5))

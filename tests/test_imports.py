@@ -1,0 +1,59 @@
+"""Import boundaries: core loads no GUI, the reader loads no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+GUI = ("napari", "qtpy", "magicgui", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy")
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {name.split(".")[0] for name in out.stdout.split()}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "core.pipeline",
+        "core.tiling",
+        "core.diagnostics",
+        "core.starmask",
+        "core.noise",
+        "core.sky",
+        "core.weights",
+        "fits_io",
+        "cli",
+    ],
+)
+def test_engine_modules_load_no_gui_toolkit(module):
+    loaded = _loaded_after(f"import napari_astrodenoise.{module}")
+    assert not loaded & set(GUI)
+
+
+def test_public_api_is_importable_without_napari():
+    loaded = _loaded_after(
+        "from napari_astrodenoise import denoise, star_mask, seam_map, load_model"
+    )
+    assert not loaded & set(GUI)
+
+
+def test_reading_fits_does_not_import_torch():
+    loaded = _loaded_after("import napari_astrodenoise._reader, napari_astrodenoise.fits_io")
+    assert "torch" not in loaded
+
+
+def test_package_import_is_cheap():
+    loaded = _loaded_after("import napari_astrodenoise")
+    assert "torch" not in loaded and "napari" not in loaded
+
+
+def test_all_names_resolve():
+    import napari_astrodenoise as pkg
+
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None
