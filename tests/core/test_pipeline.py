@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.pipeline import denoise, iter_denoise, run, seam_map
+from napari_astrodenoise.core.pipeline import denoise, iter_denoise, seam_map
+from napari_astrodenoise.core.tiling import drain
 
 
 def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_nan_and_inf_come_back_where_they_were(random_model):
 
 def test_strength_and_protection_reblend_without_running_the_network(random_model, monkeypatch):
     img = _sky((3, 40, 40))
-    result = run(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0))
+    result = drain(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0))
     calls = []
     monkeypatch.setattr(pipeline._TilePredictor, "__call__", lambda *a: calls.append(a))
     full = result.output()
@@ -73,7 +74,7 @@ def test_star_protection_keeps_star_cores_closer_to_the_input(random_model):
     img = _sky((64, 64), sigma=5.0)
     yy, xx = np.mgrid[:64, :64]
     img += 20_000 * np.exp(-((xx - 32) ** 2 + (yy - 30) ** 2) / (2 * 1.5**2))
-    result = run(iter_denoise(img, model=random_model, tile_size=32))
+    result = drain(iter_denoise(img, model=random_model, tile_size=32))
     plain = result.output(star_protection=0.0)
     kept = result.output(star_protection=1.0)
     core = (slice(28, 33), slice(30, 35))
@@ -93,7 +94,7 @@ def test_progress_counts_up_to_the_total_and_the_run_can_stop_early(random_model
 
 
 def test_provenance_records_model_hash_and_settings(random_model):
-    result = run(iter_denoise(_sky((40, 40)), model=random_model, tile_size=32, overlap=0.5))
+    result = drain(iter_denoise(_sky((40, 40)), model=random_model, tile_size=32, overlap=0.5))
     meta = result.provenance()
     cards = meta["provenance"]
     assert cards["ADMSHA"][0] == random_model.sha256

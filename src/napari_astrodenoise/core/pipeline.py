@@ -340,15 +340,6 @@ def iter_denoise(
     )
 
 
-def run(gen: Generator[Any, None, Any]) -> Any:
-    """Drain a progress generator and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def denoise(
     image: np.ndarray,
     *,
@@ -402,7 +393,7 @@ def denoise(
     ndarray
         float32, the input's shape; values in the input's own units, never clipped or rescaled.
     """
-    result = run(
+    result = tiling.drain(
         iter_denoise(
             image,
             model=model,

@@ -1,0 +1,523 @@
+"""Tile grid, blend windows and stitching for tiled inference on (C, H, W) images.
+
+The image is mirror-padded, cut into overlapping square tiles, run through a predictor in
+batches, and stitched back with a weighted average: an accumulator and a weight map, both
+float32 and shaped like the padded image, so memory grows with the image, never with the
+number of tiles. The approach follows MONAI's ``sliding_window_inference`` (Gaussian
+importance window, weights floored, last tile shifted inward) but is written on numpy, so
+this module imports no torch: the predictor is any callable on float32 arrays.
+
+Geometry, along each axis of length ``n``:
+
+- ``stride = max(1, round(tile_size * (1 - overlap)))`` for ``blend="gaussian"``;
+  ``stride = tile_size`` for ``blend="none"`` (its overlap is ignored).
+- The image is reflect-padded by ``context = (tile_size - stride) // 2`` pixels on each side
+  (half the overlap region, 0 for ``"none"``), so an image-edge pixel sees as much real,
+  mirrored context as a pixel in the middle of an overlap does. An image shorter than a tile
+  is padded further, split evenly, up to one tile. Padding reflects repeatedly where the pad
+  is longer than the image (numpy's ``"reflect"`` mode does this).
+- Tiles start every ``stride`` pixels, shifted by the grid offset; a start that would fall
+  outside the padded image is moved inward to its edge instead of padding further.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+
+__all__ = [
+    "BLEND_MODES",
+    "MAX_OVERLAP",
+    "WEIGHT_FLOOR",
+    "Predictor",
+    "TileLayout",
+    "blend_window",
+    "count_tiles",
+    "drain",
+    "iter_tiled",
+    "plan_tiles",
+    "tile_grid",
+    "tiled_apply",
+]
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""(B, C, T, T) float32 -> (B, C_out, T, T) float32; B may be smaller in the last batch."""
+
+BLEND_MODES = ("gaussian", "none")
+MAX_OVERLAP = 0.75
+WEIGHT_FLOOR = 1e-3
+"""Floor of each 1-D Gaussian profile, as a fraction of its peak (see `blend_window`)."""
+
+
+# --------------------------------------------------------------------------- validation
+def _check_tile_size(tile_size: object) -> int:
+    if (
+        not isinstance(tile_size, Integral)
+        or isinstance(tile_size, bool)
+        or tile_size < 32
+        or tile_size % 16
+    ):
+        msg = f"tile_size must be a multiple of 16 and at least 32, got {tile_size!r}"
+        raise ValueError(msg)
+    return int(tile_size)
+
+
+def _check_overlap(overlap: object) -> float:
+    if (
+        not isinstance(overlap, Real)
+        or isinstance(overlap, bool)
+        or not 0.0 <= float(overlap) <= MAX_OVERLAP
+    ):
+        msg = f"overlap must be a fraction of the tile from 0 to {MAX_OVERLAP}, got {overlap!r}"
+        raise ValueError(msg)
+    return float(overlap)
+
+
+def _check_blend(blend: object) -> str:
+    if blend not in BLEND_MODES:
+        msg = f"blend must be one of {', '.join(map(repr, BLEND_MODES))}, got {blend!r}"
+        raise ValueError(msg)
+    return str(blend)
+
+
+def _check_sigma_scale(sigma_scale: object) -> float:
+    if (
+        not isinstance(sigma_scale, Real)
+        or isinstance(sigma_scale, bool)
+        or not np.isfinite(sigma_scale)
+        or sigma_scale <= 0
+    ):
+        msg = f"sigma_scale must be a positive fraction of the tile size, got {sigma_scale!r}"
+        raise ValueError(msg)
+    return float(sigma_scale)
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        msg = f"{name} must be a whole number of at least 1, got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _check_grid_offset(grid_offset: object) -> tuple[int, int]:
+    ok = (
+        isinstance(grid_offset, Sequence)
+        and len(grid_offset) == 2
+        and all(isinstance(v, Integral) and not isinstance(v, bool) for v in grid_offset)
+    )
+    if not ok:
+        msg = f"grid_offset must be two whole numbers of pixels (dy, dx), got {grid_offset!r}"
+        raise ValueError(msg)
+    return int(grid_offset[0]), int(grid_offset[1])
+
+
+def _check_shape(shape: object) -> tuple[int, int]:
+    ok = (
+        isinstance(shape, Sequence)
+        and len(shape) == 2
+        and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in shape)
+    )
+    if not ok:
+        msg = f"shape must be the image's (height, width), both at least 1, got {shape!r}"
+        raise ValueError(msg)
+    return int(shape[0]), int(shape[1])
+
+
+def _check_image(image: object) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or 0 in arr.shape:
+        msg = f"image must be a non-empty (C, H, W) array, got shape {arr.shape}"
+        raise ValueError(msg)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        msg = f"image must hold real numbers, got dtype {arr.dtype}"
+        raise ValueError(msg)
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        msg = "image contains NaN or infinite pixels; fill them before tiled inference"
+        raise ValueError(msg)
+    return arr
+
+
+# --------------------------------------------------------------------------- geometry
+def _axis_padding(n: int, tile: int, context: int) -> tuple[int, int]:
+    """Pad before and after an axis of length ``n``: ``context`` each side, then up to a tile."""
+    extra = max(0, tile - (n + 2 * context))
+    return context + extra // 2, context + extra - extra // 2
+
+
+def _axis_starts(length: int, tile: int, stride: int, offset: int) -> tuple[int, ...]:
+    """Tile starts on a padded axis: every ``stride`` from ``offset``, within [0, length-tile]."""
+    last = length - tile
+    phase = offset % stride
+    start = phase - stride if phase else 0
+    starts: list[int] = []
+    while True:
+        s = min(max(start, 0), last)
+        if not starts or s != starts[-1]:
+            starts.append(s)
+        if s >= last:
+            return tuple(starts)
+        start += stride
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where the tiles of one tiled run lie.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (H, W) of the image.
+    tile_size : int
+        Tile side T in pixels.
+    stride : int
+        Step between tile starts before the last tile is moved inward.
+    pad : tuple of tuple of int
+        ((top, bottom), (left, right)) reflect padding around the image.
+    starts_y, starts_x : tuple of int
+        Tile starts along each axis, in padded coordinates.
+    """
+
+    shape: tuple[int, int]
+    tile_size: int
+    stride: int
+    pad: tuple[tuple[int, int], tuple[int, int]]
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """(H, W) of the padded image."""
+        (top, bottom), (left, right) = self.pad
+        return self.shape[0] + top + bottom, self.shape[1] + left + right
+
+    @property
+    def context(self) -> int:
+        """Reflect padding at the image edges before any padding up to a tile: half the overlap."""
+        return (self.tile_size - self.stride) // 2
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles."""
+        return len(self.starts_y) * len(self.starts_x)
+
+    def padded_origins(self) -> list[tuple[int, int]]:
+        """Top-left corner (y, x) of every tile in padded coordinates, row by row."""
+        return [(y, x) for y in self.starts_y for x in self.starts_x]
+
+    def image_boxes(self) -> list[tuple[int, int, int, int]]:
+        """Every tile as (y0, x0, y1, x1) in image coordinates, clipped to the image."""
+        (top, _), (left, _) = self.pad
+        h, w = self.shape
+        t = self.tile_size
+        return [
+            (max(y - top, 0), max(x - left, 0), min(y - top + t, h), min(x - left + t, w))
+            for y, x in self.padded_origins()
+        ]
+
+
+def plan_tiles(
+    shape: tuple[int, int],
+    *,
+    tile_size: int = 256,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    grid_offset: tuple[int, int] = (0, 0),
+) -> TileLayout:
+    """Lay out the tiles for an image of the given shape.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (H, W) of the image.
+    tile_size : int, optional
+        Tile side in pixels: a multiple of 16, at least 32.
+    overlap : float, optional
+        Overlap between neighbouring tiles as a fraction of the tile, 0 to 0.75.
+        Ignored for ``blend="none"``, whose tiles abut.
+    blend : {"gaussian", "none"}, optional
+        Blend mode; decides stride and padding (see the module docstring).
+    grid_offset : tuple of int, optional
+        (dy, dx) shift of the whole tile grid in pixels, taken modulo the stride.
+
+    Returns
+    -------
+    TileLayout
+        Padding and tile starts.
+    """
+    h, w = _check_shape(shape)
+    tile = _check_tile_size(tile_size)
+    overlap = _check_overlap(overlap)
+    blend = _check_blend(blend)
+    dy, dx = _check_grid_offset(grid_offset)
+
+    stride = tile if blend == "none" else max(1, round(tile * (1.0 - overlap)))
+    context = (tile - stride) // 2
+    pad_y, pad_x = _axis_padding(h, tile, context), _axis_padding(w, tile, context)
+    return TileLayout(
+        shape=(h, w),
+        tile_size=tile,
+        stride=stride,
+        pad=(pad_y, pad_x),
+        starts_y=_axis_starts(h + sum(pad_y), tile, stride, dy),
+        starts_x=_axis_starts(w + sum(pad_x), tile, stride, dx),
+    )
+
+
+def tile_grid(
+    shape: tuple[int, int],
+    *,
+    tile_size: int,
+    overlap: float,
+    blend: str = "gaussian",
+    grid_offset: tuple[int, int] = (0, 0),
+) -> list[tuple[int, int, int, int]]:
+    """Tile boxes in image coordinates, for drawing the grid over the image.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (H, W) of the image.
+    tile_size, overlap, blend, grid_offset
+        As for `iter_tiled`.
+
+    Returns
+    -------
+    list of tuple of int
+        (y0, x0, y1, x1) per tile, row by row, clipped to the image (a tile reaching into
+        the mirrored padding is drawn only over the image).
+    """
+    layout = plan_tiles(
+        shape, tile_size=tile_size, overlap=overlap, blend=blend, grid_offset=grid_offset
+    )
+    return layout.image_boxes()
+
+
+def count_tiles(
+    shape: tuple[int, int],
+    *,
+    tile_size: int,
+    overlap: float,
+    blend: str = "gaussian",
+    grid_offset: tuple[int, int] = (0, 0),
+) -> int:
+    """Number of tiles `iter_tiled` runs for an image of the given (H, W) shape."""
+    layout = plan_tiles(
+        shape, tile_size=tile_size, overlap=overlap, blend=blend, grid_offset=grid_offset
+    )
+    return layout.n_tiles
+
+
+def blend_window(
+    tile_size: int, *, blend: str = "gaussian", sigma_scale: float = 0.125
+) -> np.ndarray:
+    """Per-pixel weight of a tile's prediction when tiles are stitched.
+
+    Parameters
+    ----------
+    tile_size : int
+        Tile side T in pixels: a multiple of 16, at least 32.
+    blend : {"gaussian", "none"}, optional
+        ``"gaussian"``: a separable Gaussian centred on the tile with
+        sigma = ``sigma_scale * tile_size``. Each 1-D profile is scaled to a peak of 1 and
+        floored at `WEIGHT_FLOOR` (1e-3) before the outer product, so the tile edges, which
+        see the least context, weigh little but never almost nothing: the smallest weight, at
+        the tile corners, is 1e-6 of the peak, where an unfloored window would reach ~1e-7
+        (sigma_scale 0.125) or underflow float32 to 0 (small sigma_scale). Flooring each axis
+        rather than the 2-D window keeps it separable, so the blend across a vertical seam is
+        the same on every row, also near tile corners. ``"none"``: uniform weights of 1.
+    sigma_scale : float, optional
+        Gaussian sigma as a fraction of the tile size (MONAI's default 0.125).
+
+    Returns
+    -------
+    ndarray
+        (T, T) float32 weights in [1e-6, 1].
+    """
+    tile = _check_tile_size(tile_size)
+    blend = _check_blend(blend)
+    sigma_scale = _check_sigma_scale(sigma_scale)
+    if blend == "none":
+        return np.ones((tile, tile), dtype=np.float32)
+    x = np.arange(tile, dtype=np.float64) - (tile - 1) / 2.0
+    g = np.exp(-0.5 * (x / (sigma_scale * tile)) ** 2)
+    g = np.maximum(g / g.max(), WEIGHT_FLOOR)
+    return np.outer(g, g).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- inference
+def iter_tiled(
+    image: np.ndarray,
+    predictor: Predictor,
+    *,
+    tile_size: int = 256,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    sigma_scale: float = 0.125,
+    batch_size: int = 4,
+    out_channels: int | None = None,
+    grid_offset: tuple[int, int] = (0, 0),
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Run a predictor over overlapping tiles, yielding progress, and stitch the result.
+
+    Arguments are checked when this is called, before the first tile runs. Stop early by
+    no longer iterating (or calling ``.close()``): nothing runs after the last batch asked
+    for, and the buffers are freed with the generator.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W), converted to float32; must be finite (fill NaNs first). Any H, W >= 1,
+        including images smaller than a tile.
+    predictor : callable
+        Maps a (B, C, T, T) float32 batch to a (B, C_out, T, T) array. B is at most
+        ``batch_size`` (the last batch may be smaller). The input buffer is reused between
+        calls, so a predictor must not keep a reference to it.
+    tile_size : int, optional
+        Tile side T in pixels: a multiple of 16, at least 32.
+    overlap : float, optional
+        Overlap of neighbouring tiles as a fraction of the tile, 0 to 0.75. The stride is
+        ``max(1, round(tile_size * (1 - overlap)))``. Ignored for ``blend="none"``.
+    blend : {"gaussian", "none"}, optional
+        ``"gaussian"``: overlapping tiles averaged with the weights of `blend_window`, the
+        image reflect-padded by half the overlap region. ``"none"``: naive tiles, kept for
+        comparison: stride = tile, no context padding, uniform weights; only where the last
+        tile of a row or column is moved inward do tiles overlap, and there they are averaged.
+    sigma_scale : float, optional
+        Gaussian sigma as a fraction of the tile (``"gaussian"`` only).
+    batch_size : int, optional
+        Tiles per predictor call.
+    out_channels : int, optional
+        C_out expected from the predictor; by default taken from its first output.
+    grid_offset : tuple of int, optional
+        (dy, dx) shift of the whole tile grid in pixels (modulo the stride); the seam
+        diagnostic compares a run with one on a grid shifted by half a stride.
+
+    Yields
+    ------
+    tuple of int
+        (tiles_done, tiles_total) after each batch.
+
+    Returns
+    -------
+    ndarray
+        The generator's return value (``StopIteration.value``): the stitched
+        (C_out, H, W) float32 result.
+
+    Raises
+    ------
+    ValueError
+        On a bad argument, or a predictor output of the wrong shape.
+    """
+    image = _check_image(image)
+    if not callable(predictor):
+        msg = f"predictor must be callable on a (B, C, T, T) array, got {type(predictor)!r}"
+        raise TypeError(msg)
+    layout = plan_tiles(
+        image.shape[1:],
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        grid_offset=grid_offset,
+    )
+    window = blend_window(layout.tile_size, blend=blend, sigma_scale=sigma_scale)
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if out_channels is not None:
+        out_channels = _check_positive_int(out_channels, "out_channels")
+    return _run_tiles(image, predictor, layout, window, batch_size, out_channels)
+
+
+def tiled_apply(
+    image: np.ndarray,
+    predictor: Predictor,
+    *,
+    tile_size: int = 256,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    sigma_scale: float = 0.125,
+    batch_size: int = 4,
+    out_channels: int | None = None,
+    grid_offset: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """Run `iter_tiled` to the end and return its stitched (C_out, H, W) float32 result.
+
+    Parameters and errors are those of `iter_tiled`.
+    """
+    gen = iter_tiled(
+        image,
+        predictor,
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        sigma_scale=sigma_scale,
+        batch_size=batch_size,
+        out_channels=out_channels,
+        grid_offset=grid_offset,
+    )
+    return drain(gen)
+
+
+def drain(gen: Generator[object, None, np.ndarray]) -> np.ndarray:
+    """Exhaust a progress generator and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _call_predictor(
+    predictor: Predictor, batch: np.ndarray, out_channels: int | None
+) -> np.ndarray:
+    """Run the predictor on one batch and check the shape of what it returns."""
+    out = np.asarray(predictor(batch), dtype=np.float32)
+    n, _, t, _ = batch.shape
+    if out.ndim != 4 or out.shape[0] != n or out.shape[2:] != (t, t):
+        msg = (
+            f"predictor must return a (B, C_out, T, T) = ({n}, C_out, {t}, {t}) array "
+            f"for a {batch.shape} batch, got shape {out.shape}"
+        )
+        raise ValueError(msg)
+    if out_channels is not None and out.shape[1] != out_channels:
+        msg = f"predictor returned {out.shape[1]} channels, expected out_channels={out_channels}"
+        raise ValueError(msg)
+    return out
+
+
+def _run_tiles(
+    image: np.ndarray,
+    predictor: Predictor,
+    layout: TileLayout,
+    window: np.ndarray,
+    batch_size: int,
+    out_channels: int | None,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """The body of `iter_tiled`, after its arguments were checked."""
+    padded = np.pad(image, ((0, 0), *layout.pad), mode="reflect")
+    t = layout.tile_size
+    origins = layout.padded_origins()
+    total = len(origins)
+    weight = np.zeros(layout.padded_shape, dtype=np.float32)
+    batch = np.empty((min(batch_size, total), image.shape[0], t, t), dtype=np.float32)
+    acc: np.ndarray | None = None
+    for first in range(0, total, batch_size):
+        chunk = origins[first : first + batch_size]
+        for b, (y, x) in enumerate(chunk):
+            batch[b] = padded[:, y : y + t, x : x + t]
+        out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
+        if acc is None:
+            out_channels = out.shape[1]
+            acc = np.zeros((out_channels, *layout.padded_shape), dtype=np.float32)
+        for b, (y, x) in enumerate(chunk):
+            acc[:, y : y + t, x : x + t] += out[b] * window
+            weight[y : y + t, x : x + t] += window
+        del out
+        yield first + len(chunk), total
+    del padded, batch
+    np.divide(acc, weight, out=acc)
+    (top, _), (left, _) = layout.pad
+    h, w = layout.shape
+    return np.ascontiguousarray(acc[:, top : top + h, left : left + w])
