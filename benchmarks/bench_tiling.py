@@ -210,7 +210,8 @@ def main() -> None:
             {
                 "image": label,
                 "agreement": (
-                    f"ours/MONAI time {ours_t / monai_t:.2f}; |ours - MONAI| max {diff.max():.4f}, "
+                    f"ours/MONAI time {ours_t / monai_t:.2f}; "
+                    f"|ours - MONAI| max {diff.max():.4f}, "
                     f"interior max {inner.max() if inner.size else float('nan'):.4f}, "
                     f"mean {diff.mean():.5f} (network space, sky noise sigma 0.35)"
                 ),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fits"
 
@@ -32,3 +34,94 @@ def m13_dir() -> Path:
     if not (path / "m13.fits").is_file():
         pytest.skip(f"astropy's bundled m13.fits not found under {path}")
     return path
+
+
+def _ramp(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
+    """Distinct values everywhere, so any flip, transpose or shift shows."""
+    return np.arange(int(np.prod(shape)), dtype="float64").reshape(shape).astype(dtype)
+
+
+def _write_crafted(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+
+    def save(name: str, hdus: list) -> None:
+        files[name.split(".")[0]] = folder / name
+        fits.HDUList(hdus).writeto(folder / name)
+
+    # integers with BSCALE/BZERO/BLANK: physical = 100 + 0.5 * raw, raw -32768 is blank
+    raw = _ramp((6, 7), "int16") - 20
+    raw[2, 3] = -32768
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header.update(BSCALE=0.5, BZERO=100.0, BLANK=-32768)
+    save("scaled_int16.fits", [hdu])
+    # float32 with NaN and both infinities
+    nonfinite = _ramp((5, 8))
+    nonfinite[0, 0], nonfinite[1, 2], nonfinite[4, 7] = np.nan, np.inf, -np.inf
+    save("nonfinite.fits", [fits.PrimaryHDU(nonfinite)])
+    # big-endian float64 pixels (BITPIX -64)
+    save("float64.fits", [fits.PrimaryHDU(_ramp((4, 9), ">f8") / 7.0)])
+    # multi-extension: empty primary, SCI and ERR images, a table, a 1-D vector
+    table = fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=np.ones(3))])
+    save(
+        "mef.fits",
+        [
+            fits.PrimaryHDU(),
+            fits.ImageHDU(_ramp((10, 12)), name="SCI"),
+            fits.ImageHDU(_ramp((10, 12)) + 1000, name="ERR"),
+            table,
+            fits.ImageHDU(_ramp((12,)), name="VECTOR"),
+        ],
+    )
+    save("cube3.fits", [fits.PrimaryHDU(_ramp((3, 8, 10)))])
+    save("cube5.fits", [fits.PrimaryHDU(_ramp((5, 8, 10)))])
+    save("plane1.fits", [fits.PrimaryHDU(_ramp((1, 8, 10)))])
+    save("gzipped.fits.gz", [fits.PrimaryHDU(_ramp((6, 7)))])
+    tiled = fits.CompImageHDU(_ramp((16, 20), "int16"), compression_type="RICE_1")
+    save("tiled.fits.fz", [fits.PrimaryHDU(), tiled])
+    bayer = fits.PrimaryHDU(_ramp((8, 12), "uint16"))
+    bayer.header["BAYERPAT"] = ("RGGB", "Bayer pattern")
+    save("bayer.fits", [bayer])
+    wcs = fits.PrimaryHDU(_ramp((20, 30)))
+    wcs.header.update(
+        CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRPIX1=15.0, CRPIX2=10.0,
+        CRVAL1=250.42, CRVAL2=36.46, CDELT1=-2.8e-4, CDELT2=2.8e-4,
+    )  # fmt: skip
+    save("with_wcs.fits", [wcs])
+
+    # files the reader takes (by name) but cannot read
+    good = (folder / "nonfinite.fits").read_bytes()
+    (folder / "truncated.fits").write_bytes(good[: 2880 + 40])
+    save("table_only.fits", [fits.PrimaryHDU(), table])
+    save("one_d.fits", [fits.PrimaryHDU(_ramp((50,)))])
+    save("zero_shape.fits", [fits.PrimaryHDU(np.zeros((0, 4), np.float32))])
+    (folder / "empty.fits").write_bytes(b"")
+    files["empty"] = folder / "empty.fits"
+    (folder / "garbage.fits").write_bytes(b"GIF89a not a FITS file at all " * 200)
+    files["garbage"] = folder / "garbage.fits"
+    files["truncated"] = folder / "truncated.fits"
+    (folder / "notes.txt").write_text("SIMPLE  =                    T")
+    files["notes"] = folder / "notes.txt"
+    return files
+
+
+#: crafted files that napari_get_reader takes but read_fits must refuse
+BROKEN_FITS = ("truncated", "table_only", "one_d", "zero_shape", "empty", "garbage")
+
+
+@pytest.fixture(scope="session")
+def crafted_fits(tmp_path_factory) -> dict[str, Path]:
+    """Small FITS files made once per session, keyed by case (see ``_write_crafted``).
+
+    Readable: ``scaled_int16`` (BSCALE 0.5, BZERO 100, BLANK at [2, 3]), ``nonfinite``
+    (NaN at [0, 0], +inf at [1, 2], -inf at [4, 7]), ``float64``, ``mef`` (SCI, ERR, a table,
+    a 1-D vector), ``cube3``, ``cube5``, ``plane1`` (NAXIS3 = 1), ``gzipped`` (.fits.gz),
+    ``tiled`` (.fits.fz, RICE), ``bayer`` (BAYERPAT RGGB), ``with_wcs``. Broken: the names
+    in ``BROKEN_FITS``. Not FITS: ``notes`` (.txt).
+    """
+    return _write_crafted(tmp_path_factory.mktemp("crafted_fits"))
+
+
+@pytest.fixture(params=BROKEN_FITS)
+def broken_fits(request, crafted_fits) -> Path:
+    """Each crafted file with a FITS name that cannot be read (a test per file)."""
+    return crafted_fits[request.param]
