@@ -125,3 +125,49 @@ def crafted_fits(tmp_path_factory) -> dict[str, Path]:
 def broken_fits(request, crafted_fits) -> Path:
     """Each crafted file with a FITS name that cannot be read (a test per file)."""
     return crafted_fits[request.param]
+
+
+# --------------------------------------------------------------------------- models
+# Small models built here, never a shipped default: the identity (a fresh ResUNet's zeroed
+# tail) and one with a random, context-dependent residual.
+
+
+def _build_model(tmp_path_factory, name: str, *, identity: bool, in_channels: int = 3):
+    import torch
+
+    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
+    from napari_astrodenoise.core.weights import save_model
+
+    torch.manual_seed(0)
+    module = ResUNet(ResUNetConfig(in_channels=in_channels, width=8, depth=2))
+    if not identity:  # a random residual: output depends on context, like a real network
+        torch.nn.init.normal_(module.tail.weight, std=0.05)
+    path = tmp_path_factory.mktemp("models") / f"{name}.safetensors"
+    save_model(module, path, name=name, softening=3.0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def identity_model_path(tmp_path_factory):
+    """A freshly initialised ResUNet: its zeroed tail makes it the identity."""
+    return _build_model(tmp_path_factory, "identity-test", identity=True)
+
+
+@pytest.fixture(scope="session")
+def random_model_path(tmp_path_factory):
+    """A small ResUNet with a random, context-dependent residual."""
+    return _build_model(tmp_path_factory, "random-test", identity=False)
+
+
+@pytest.fixture(scope="session")
+def random_model(random_model_path):
+    from napari_astrodenoise.core.weights import load_model
+
+    return load_model(random_model_path)
+
+
+@pytest.fixture(scope="session")
+def identity_model(identity_model_path):
+    from napari_astrodenoise.core.weights import load_model
+
+    return load_model(identity_model_path)
