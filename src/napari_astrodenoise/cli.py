@@ -175,6 +175,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             sigma_scale=args.sigma_scale,
             device=args.device,
             channel_axis=_channel_axis(image),
+            bayer=image.bayer_pattern is not None,
             batch_size=args.batch_size,
         )
         result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
@@ -254,6 +255,7 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             blend=args.blend,
             sigma_scale=args.sigma_scale,
             channel_axis=_channel_axis(image),
+            bayer=image.bayer_pattern is not None,
             reference=args.reference,
         )
         print(
@@ -261,7 +263,6 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             f"{report.seam_sigma:>10.4f}"
         )
         if args.output is not None:
-            diff = report.diff[0] if image.data.ndim == 2 else report.diff
             history = [
                 f"napari-astrodenoise tile-seam difference map of {label} ({args.reference} "
                 f"reference): tile {args.tile_size}, overlap {args.overlap:g}, blend "
@@ -269,7 +270,7 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             ]
             write_fits(
                 args.output,
-                diff,
+                report.diff,
                 header=image.header,
                 channel_axis=_channel_axis(image),
                 history=history,

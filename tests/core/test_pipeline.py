@@ -107,7 +107,9 @@ def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
     img = _sky((3, 160, 160), sigma=10.0)
     smooth = seam_map(img, model=random_model, tile_size=64, overlap=0.25, channel_axis=0)
     naive = seam_map(img, model=random_model, tile_size=64, blend="none", channel_axis=0)
-    assert smooth.diff.shape == (3, 160, 160)
+    assert smooth.diff.shape == (3, 160, 160)  # the caller's layout
+    mono = seam_map(img[0], model=random_model, tile_size=64)
+    assert mono.diff.shape == (160, 160)
     assert smooth.seam_sigma < 0.5 * naive.seam_sigma
 
 
@@ -138,3 +140,22 @@ def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(rand
     assert (out_mono >= out_rgb.min(axis=0) - eps).all()
     assert (out_mono <= out_rgb.max(axis=0) + eps).all()
     assert np.abs(out_mono - grey).max() > 0.1  # and the random model did change it
+
+
+@pytest.mark.parametrize("shape", [(40, 52), (41, 53), (2, 2)], ids=["even", "odd", "2x2"])
+def test_bayer_mosaic_round_trips_bit_for_bit_through_its_sub_planes(identity_model, shape):
+    img = _sky(shape)
+    out = denoise(img, model=identity_model, tile_size=32, bayer=True)
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out, img)
+
+
+def test_bayer_mosaic_never_mixes_pixels_behind_different_filters(random_model):
+    rng = np.random.default_rng(7)
+    mosaic = rng.normal(5000, 20, size=(64, 64)).astype(np.float32)
+    mosaic[0::2, 0::2] = rng.normal(1000, 20, size=(32, 32))  # the red filter sees far less
+    out = denoise(mosaic, model=random_model, tile_size=32, bayer=True)
+    assert abs(np.median(out[0::2, 0::2]) - 1000) < 20
+    assert abs(np.median(out[1::2, 1::2]) - 5000) < 20
+    with pytest.raises(ValueError, match="bayer=True needs a 2-D raw mosaic"):
+        denoise(np.zeros((3, 8, 8)), model=random_model, channel_axis=0, bayer=True)

@@ -11,6 +11,7 @@ averages flux changes, not stretched values.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -42,22 +43,29 @@ class DenoiseResult:
         (C, H, W) float32 full-strength network output in the input's units; non-finite input
         pixels are restored.
     model_mask : ndarray or None
-        (H, W) float32 star-mask probability from the network's mask head.
-    channel_axis : int or None
-        Where the channel axis was in the caller's layout (None: mono (H, W)).
+        (C', H', W') float32 star-mask probability from the network's mask head, in the
+        engine's planes (one plane; four for a Bayer mosaic).
+    layout : Layout
+        How the caller's array maps to the engine's (C, H, W) planes.
     settings : dict
         Model name and hash and every option of the run, for provenance.
     star_mask : ndarray or None
-        (H, W) float32 soft mask used by ``star_protection``; measured on first need.
+        Soft mask in [0, 1] used by ``star_protection``, shaped like one image plane of the
+        caller's array ((H, W)); measured with :func:`star_mask` defaults on first need.
     """
 
     original: np.ndarray
     prediction: np.ndarray
     model_mask: np.ndarray | None
-    channel_axis: int | None
+    layout: Layout
     settings: dict
     star_mask: np.ndarray | None = None
     _delta: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def channel_axis(self) -> int | None:
+        """Where the channel axis is in the caller's layout (None: a 2-D frame)."""
+        return self.layout.channel_axis
 
     def output(
         self, strength: float | None = None, star_protection: float | None = None
@@ -81,10 +89,11 @@ class DenoiseResult:
         weight = np.float32(strength)
         if protection > 0:
             if self.star_mask is None:
-                self.star_mask = _star_mask(self.original)
-            weight = weight * (1.0 - np.float32(protection) * self.star_mask)
+                self.star_mask = self.layout.measure_star_mask(self.original)
+            mask = self.layout.mask_to_planes(self.star_mask)
+            weight = weight * (1.0 - np.float32(protection) * mask)
         out = self.original + weight * self._delta
-        return _to_layout(out.astype(np.float32, copy=False), self.channel_axis)
+        return self.layout.from_planes(out.astype(np.float32, copy=False))
 
     def provenance(
         self, strength: float | None = None, star_protection: float | None = None
@@ -131,38 +140,88 @@ def _check_unit(name: str, value: float) -> None:
         raise ValueError(msg)
 
 
-def _star_mask(chw: np.ndarray) -> np.ndarray:
-    from napari_astrodenoise.core.starmask import star_mask
+@dataclass(frozen=True)
+class Layout:
+    """How the caller's array maps to the engine's (C, H, W) planes, and back.
 
-    return star_mask(
-        chw if chw.shape[0] > 1 else chw[0], channel_axis=0 if chw.shape[0] > 1 else None
-    )
+    - mono ``(H, W)``: one plane;
+    - ``channel_axis`` given: that axis becomes C (colour when C is 3, otherwise a stack of
+      frames denoised one by one);
+    - ``bayer=True``: a raw one-shot-colour mosaic ``(H, W)`` is split into its four
+      colour sub-planes (half size, padded by mirroring the row or column of the same colour
+      when H or W is odd), so the network never mixes pixels of different filters.
+    """
 
+    shape: tuple[int, ...]
+    channel_axis: int | None = None
+    bayer: bool = False
 
-def _to_chw(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    image = np.asarray(image)
-    if channel_axis is None:
-        if image.ndim != 2:
+    @classmethod
+    def of(cls, image: np.ndarray, channel_axis: int | None, bayer: bool) -> Layout:
+        """Check the image against the options and describe it."""
+        shape = np.shape(image)
+        if bayer and (channel_axis is not None or len(shape) != 2 or min(shape) < 2):
+            msg = f"bayer=True needs a 2-D raw mosaic of at least 2x2, got shape {shape}"
+            raise ValueError(msg)
+        if channel_axis is None and len(shape) != 2:
             msg = (
-                f"a mono image must be 2-D (H, W), got shape {image.shape}; "
+                f"a mono image must be 2-D (H, W), got shape {shape}; "
                 "for colour or a stack pass channel_axis "
                 "(FITS cubes are (3, H, W): channel_axis=0)"
             )
             raise ValueError(msg)
-        chw = image[np.newaxis]
-    else:
-        if image.ndim != 3:
-            msg = f"with channel_axis the image must be 3-D, got shape {image.shape}"
+        if channel_axis is not None and len(shape) != 3:
+            msg = f"with channel_axis the image must be 3-D, got shape {shape}"
             raise ValueError(msg)
-        chw = np.moveaxis(image, channel_axis, 0)
-    if min(chw.shape[1:]) < 1:
-        msg = f"image has no pixels (shape {image.shape})"
-        raise ValueError(msg)
-    return chw.astype(np.float32, copy=False)
+        if channel_axis is not None and not -3 <= channel_axis <= 2:
+            msg = f"channel_axis must be -3..2 for a 3-D image, got {channel_axis}"
+            raise ValueError(msg)
+        if min(shape) < 1:
+            msg = f"image has no pixels (shape {shape})"
+            raise ValueError(msg)
+        return cls(tuple(shape), channel_axis, bool(bayer))
 
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(H, W) of one image plane in the caller's array."""
+        if self.channel_axis is None:
+            return self.shape
+        return tuple(n for i, n in enumerate(self.shape) if i != self.channel_axis % 3)
 
-def _to_layout(chw: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    return chw[0] if channel_axis is None else np.moveaxis(chw, 0, channel_axis)
+    def to_planes(self, image: np.ndarray) -> np.ndarray:
+        """Caller's array -> (C, H', W') float32 (a view where possible)."""
+        image = np.asarray(image)
+        if self.bayer:
+            h, w = image.shape
+            even = np.pad(image, ((0, h % 2), (0, w % 2)), mode="reflect")
+            h2, w2 = even.shape[0] // 2, even.shape[1] // 2
+            chw = even.reshape(h2, 2, w2, 2).transpose(1, 3, 0, 2).reshape(4, h2, w2)
+        elif self.channel_axis is None:
+            chw = image[np.newaxis]
+        else:
+            chw = np.moveaxis(image, self.channel_axis, 0)
+        return chw.astype(np.float32, copy=False)
+
+    def from_planes(self, chw: np.ndarray) -> np.ndarray:
+        """(C, H', W') planes -> the caller's layout."""
+        if self.bayer:
+            _, h2, w2 = chw.shape
+            h, w = self.shape
+            return chw.reshape(2, 2, h2, w2).transpose(2, 0, 3, 1).reshape(2 * h2, 2 * w2)[:h, :w]
+        if self.channel_axis is None:
+            return chw[0]
+        return np.moveaxis(chw, 0, self.channel_axis)
+
+    def mask_to_planes(self, mask: np.ndarray) -> np.ndarray:
+        """An (H, W) mask of the caller's image -> broadcastable against the planes."""
+        return self.to_planes(mask) if self.bayer else np.asarray(mask, np.float32)[np.newaxis]
+
+    def measure_star_mask(self, planes: np.ndarray) -> np.ndarray:
+        """Default soft star mask of the caller's image, (H, W)."""
+        from napari_astrodenoise.core.starmask import star_mask
+
+        axis = None if self.channel_axis is None else self.channel_axis % 3
+        return star_mask(self.from_planes(planes), channel_axis=axis)
 
 
 def _load(model: str | os.PathLike | LoadedModel, device: str) -> LoadedModel:
@@ -251,7 +310,7 @@ class _TilePredictor:
 
 
 def _prepare(
-    image, channel_axis, model, device, tile_size, overlap, blend, sigma_scale, batch_size
+    image, channel_axis, bayer, model, device, tile_size, overlap, blend, sigma_scale, batch_size
 ):
     if blend not in BLENDS:
         msg = f"blend must be one of {BLENDS}, got {blend!r}"
@@ -262,7 +321,8 @@ def _prepare(
     if batch_size is not None and batch_size < 1:
         msg = f"batch_size must be >= 1, got {batch_size}"
         raise ValueError(msg)
-    chw = _to_chw(image, channel_axis)
+    layout = Layout.of(image, channel_axis, bayer)
+    chw = layout.to_planes(image)
     loaded = _load(model, device)
     stretch = fit_stretch(chw, softening=loaded.softening)
     filled = chw
@@ -281,8 +341,9 @@ def _prepare(
         "device": loaded.device,
         "softening": loaded.softening,
         "stretch": stretch.to_dict(),
+        "bayer": bool(bayer),
     }
-    return chw, filled, bad, predictor, settings
+    return layout, chw, filled, bad, predictor, settings
 
 
 def iter_denoise(
@@ -297,6 +358,7 @@ def iter_denoise(
     sigma_scale: float = 0.125,
     device: str = "auto",
     channel_axis: int | None = None,
+    bayer: bool = False,
     batch_size: int | None = None,
     star_mask: np.ndarray | None = None,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
@@ -308,11 +370,20 @@ def iter_denoise(
     """
     _check_unit("strength", strength)
     _check_unit("star_protection", star_protection)
-    chw, filled, bad, predictor, settings = _prepare(
-        image, channel_axis, model, device, tile_size, overlap, blend, sigma_scale, batch_size
+    layout, chw, filled, bad, predictor, settings = _prepare(
+        image,
+        channel_axis,
+        bayer,
+        model,
+        device,
+        tile_size,
+        overlap,
+        blend,
+        sigma_scale,
+        batch_size,
     )
-    if star_mask is not None and np.shape(star_mask) != chw.shape[1:]:
-        msg = f"star_mask must have shape {chw.shape[1:]}, got {np.shape(star_mask)}"
+    if star_mask is not None and np.shape(star_mask) != layout.plane_shape:
+        msg = f"star_mask must have shape {layout.plane_shape}, got {np.shape(star_mask)}"
         raise ValueError(msg)
     stitched = yield from tiling.iter_tiled(
         filled,
@@ -334,7 +405,7 @@ def iter_denoise(
         original=chw,
         prediction=prediction,
         model_mask=stitched[-1],
-        channel_axis=channel_axis,
+        layout=layout,
         settings=settings,
         star_mask=mask,
     )
@@ -352,6 +423,7 @@ def denoise(
     sigma_scale: float = 0.125,
     device: str = "auto",
     channel_axis: int | None = None,
+    bayer: bool = False,
     batch_size: int | None = None,
     star_mask: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -382,6 +454,10 @@ def denoise(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
     channel_axis : int, optional
         Axis of the channels; None for a 2-D mono image.
+    bayer : bool, optional
+        The image is a raw one-shot-colour mosaic (H, W) (FITS ``BAYERPAT``): its four
+        colour sub-planes are denoised separately and re-interleaved, so pixels behind
+        different filters never mix. The output is the same mosaic, ready for debayering.
     batch_size : int, optional
         Tiles per network call; automatic by device when None, halved on out-of-memory.
     star_mask : ndarray, optional
@@ -405,6 +481,7 @@ def denoise(
             sigma_scale=sigma_scale,
             device=device,
             channel_axis=channel_axis,
+            bayer=bayer,
             batch_size=batch_size,
             star_mask=star_mask,
         )
@@ -422,6 +499,7 @@ def seam_map(
     sigma_scale: float = 0.125,
     device: str = "auto",
     channel_axis: int | None = None,
+    bayer: bool = False,
     batch_size: int | None = None,
     reference: str = "shifted",
 ) -> SeamReport:
@@ -435,12 +513,22 @@ def seam_map(
     Returns
     -------
     SeamReport
-        ``.diff`` (C, H, W) in the image's units, ``.seam_sigma`` one number.
+        ``.diff`` in the image's units and the caller's layout (the input's shape),
+        ``.seam_sigma`` one number.
     """
     from napari_astrodenoise.core import diagnostics
 
-    chw, filled, _bad, predictor, _settings = _prepare(
-        image, channel_axis, model, device, tile_size, overlap, blend, sigma_scale, batch_size
+    layout, chw, filled, _bad, predictor, _settings = _prepare(
+        image,
+        channel_axis,
+        bayer,
+        model,
+        device,
+        tile_size,
+        overlap,
+        blend,
+        sigma_scale,
+        batch_size,
     )
     channels = chw.shape[0]
 
@@ -448,7 +536,7 @@ def seam_map(
         # the image term cancels in the difference of two tilings, so the change suffices
         return predictor(tiles)[:, :channels]
 
-    return diagnostics.seam_map(
+    report = diagnostics.seam_map(
         filled,
         change_only,
         tile_size=tile_size,
@@ -458,3 +546,4 @@ def seam_map(
         batch_size=predictor.batch_size,
         reference=reference,
     )
+    return dataclasses.replace(report, diff=layout.from_planes(report.diff))
