@@ -78,3 +78,20 @@ def sample_image(name: str) -> FitsImage:
         return synthetic_pair()[0]
     msg = f"unknown sample {name!r}: choose 'm13' or 'synthetic'"
     raise ValueError(msg)
+
+
+def m13_sample() -> list[tuple]:
+    """napari sample: the real M13 frame bundled with astropy, read like any FITS file."""
+    from napari_astrodenoise._reader import fits_layer_data
+
+    return [fits_layer_data(sample_image("m13"))]
+
+
+def synthetic_sample() -> list[tuple]:
+    """napari sample: a simulated noisy colour scene and its clean truth, as two layers."""
+    from napari_astrodenoise._reader import fits_layer_data
+
+    noisy, clean = synthetic_pair()
+    layers = [fits_layer_data(noisy), fits_layer_data(clean)]
+    layers[1][1]["visible"] = False  # the truth, for comparison; the noisy frame is shown
+    return layers

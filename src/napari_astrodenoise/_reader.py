@@ -1,0 +1,167 @@
+"""napari reader: FITS images as image layers, FITS row 1 at the bottom as in DS9 and Siril.
+
+Thin glue over :mod:`napari_astrodenoise.fits_io`; imports neither torch nor napari.
+
+How a file becomes layers
+-------------------------
+Every 2-D or 3-D image HDU with data becomes one image layer (tables, empty HDUs and 1-D
+images are skipped). A cube of 3 planes is one colour layer: the (3, H, W) array is passed
+as ``np.moveaxis(data, 0, -1)``, a (H, W, 3) view, with ``rgb=True``; other cubes are a
+stack with a slider. Metadata are :func:`napari_astrodenoise.fits_io.layer_metadata`.
+
+Orientation
+-----------
+napari draws row 0 at the top; FITS row 1 is the bottom of the picture. The array and its
+pixel (data) coordinates are left as they are; the layer gets a transform that mirrors the
+y axis: ``scale`` -1 and ``translate`` H - 1 on it. Data row ``r`` is drawn at world
+``y = H - 1 - r``, so the world extent is the same as unflipped (-0.5 .. H - 0.5) and
+layers derived from this one line up when they copy its ``scale`` and ``translate``
+(see :func:`display_transform`).
+
+Errors
+------
+:func:`napari_get_reader` never raises: it returns None for anything whose name does not
+end like a FITS file (any case) and the reader function otherwise, without opening the
+file. The reader function raises :class:`~napari_astrodenoise.fits_io.FitsReadError` (a
+``ValueError``) naming the file and the reason; it is not turned into a notification here,
+because napari already surfaces reader errors without stopping:
+
+- ``viewer.open(path, plugin="napari-astrodenoise")`` re-raises it to the script;
+- ``viewer.open(path, plugin=None)`` with this plugin preferred for ``*.fits`` wraps it in
+  napari's ``ReaderPluginError``, whose message quotes ours;
+- File > Open and drag-and-drop: napari shows its reader dialog with our message and
+  offers the other readers; an error from an explicitly chosen reader leaves the Qt slot
+  and napari's exception hook shows it as an error notification.
+
+In every case no layer is added and the viewer keeps running. napari's builtin reader
+also lists ``*.fits``/``*.fit``/``*.fts``/``*.fz``, and ``viewer.open`` defaults to
+``plugin="napari"``: scripts should name this plugin.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_astrodenoise.fits_io import (
+    FitsImage,
+    default_contrast_limits,
+    is_fits_path,
+    layer_metadata,
+    read_fits,
+)
+
+__all__ = ["display_transform", "fits_layer_data", "napari_get_reader", "read_fits_layers"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def napari_get_reader(path: object) -> Callable[[PathOrPaths], list[LayerData]] | None:
+    """Return the FITS reader for FITS file names, None for anything else.
+
+    Parameters
+    ----------
+    path : object
+        What napari passes: a str path, or a list of str paths (``stack=True``). Any
+        other object is declined.
+
+    Returns
+    -------
+    callable or None
+        :func:`read_fits_layers` when every path's name ends with a FITS suffix
+        (``.fits``, ``.fit``, ``.fts``, these with ``.gz``, ``.fz``; any case) and is not
+        a directory; None otherwise. Never raises and never opens the file.
+    """
+    if isinstance(path, str | os.PathLike):
+        paths: list[object] = [path]
+    elif isinstance(path, list | tuple) and path:
+        paths = list(path)
+    else:
+        return None
+    for item in paths:
+        if not is_fits_path(item) or os.path.isdir(item):  # type: ignore[arg-type]
+            return None
+    return read_fits_layers
+
+
+def read_fits_layers(path: PathOrPaths) -> list[LayerData]:
+    """Read FITS file(s) into napari layer data tuples, one per image HDU.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        One file, or several: the layers of each file in turn (files are not stacked).
+
+    Returns
+    -------
+    list of tuple
+        ``(data, kwargs, "image")`` for each image HDU, see :func:`fits_layer_data`.
+
+    Raises
+    ------
+    napari_astrodenoise.fits_io.FitsReadError
+        For the first file that cannot be read, naming it and the reason.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    return [fits_layer_data(image) for item in paths for image in read_fits(item)]
+
+
+def fits_layer_data(image: FitsImage) -> LayerData:
+    """Build the napari image layer data tuple for one FITS image.
+
+    Parameters
+    ----------
+    image : FitsImage
+        As read by :func:`napari_astrodenoise.fits_io.read_fits`.
+
+    Returns
+    -------
+    tuple
+        ``(data, kwargs, "image")``: the float32 array as read (a (H, W, 3) view for
+        colour), and kwargs ``name``, ``metadata``, ``rgb``, ``scale`` and ``translate``
+        (the y flip), and ``contrast_limits`` from the finite pixels' 0.5 and 99.8
+        percentiles when they differ.
+    """
+    rgb = image.kind == "rgb"
+    data = np.moveaxis(image.data, 0, -1) if rgb else image.data
+    kwargs: dict[str, Any] = {
+        "name": image.name,
+        "metadata": layer_metadata(image),
+        "rgb": rgb,
+        **display_transform(data.shape, rgb=rgb),
+    }
+    limits = default_contrast_limits(image.data)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    return data, kwargs, "image"
+
+
+def display_transform(shape: Sequence[int], *, rgb: bool) -> dict[str, tuple[float, ...]]:
+    """Return the ``scale`` and ``translate`` that show FITS row 1 at the bottom.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape of the layer data: (H, W), (N, H, W), or (H, W, C) when ``rgb``.
+    rgb : bool
+        Whether the last axis is colour (not a spatial axis for napari).
+
+    Returns
+    -------
+    dict
+        ``{"scale": ..., "translate": ...}``, one entry per spatial axis: -1 and H - 1
+        on the y axis (the second last spatial axis), 1 and 0 elsewhere.
+    """
+    spatial = tuple(shape[:-1]) if rgb else tuple(shape)
+    if len(spatial) < 2:
+        msg = f"need at least 2 spatial axes to flip, got shape {tuple(shape)} (rgb={rgb})"
+        raise ValueError(msg)
+    scale = [1.0] * len(spatial)
+    translate = [0.0] * len(spatial)
+    scale[-2] = -1.0
+    translate[-2] = float(spatial[-2] - 1)
+    return {"scale": tuple(scale), "translate": tuple(translate)}

@@ -1,0 +1,683 @@
+"""Read and write astronomical FITS images faithfully: physical float32 data, header and WCS kept.
+
+Reading
+-------
+:func:`read_fits` returns one :class:`FitsImage` per image HDU that holds a 2-D or 3-D
+image (the primary HDU and image extensions, plain, gzip-compressed ``.fits.gz`` or
+tile-compressed ``.fz``). Table HDUs, empty HDUs and 1-D images (spectra, calibration
+vectors such as the second HDU of an SDSS frame) are skipped; a file with none left is
+an error. Leading axes of length 1 are dropped, so ``NAXIS3 = 1`` reads as a 2-D image;
+images with more axes than that are skipped.
+
+- Data become float32 in native byte order, numpy axis order as in the file:
+  ``(NAXIS2, NAXIS1)`` or ``(NAXIS3, NAXIS2, NAXIS1)``; the array is never flipped.
+- Integer pixels are scaled to physical values ``BZERO + BSCALE * raw``, computed in
+  float64 and rounded once to float32; integer pixels equal to ``BLANK`` become NaN.
+  NaN and inf in float images are kept as they are.
+- The header is a full copy of the HDU's header, *as in the file*: ``BSCALE``/``BZERO``/
+  ``BLANK`` are still there although the data are already scaled.
+- Memory: plain files are memory-mapped and converted to float32 in blocks of rows, so
+  reading holds one float32 array plus a block (a few MiB), never a second full copy.
+  Gzip- and tile-compressed files are decompressed by astropy first and then hold the
+  decompressed raw array as well while converting.
+
+Writing
+-------
+:func:`write_fits` writes one primary HDU of float32 (``BITPIX = -32``), linear, NaN and
+inf kept, colour or stack planes along ``NAXIS3``. The source header is copied card by
+card (WCS included) with these documented changes:
+
+- ``SIMPLE``, ``BITPIX``, ``NAXIS``, ``NAXISn`` and ``EXTEND`` are set for the data
+  written; ``XTENSION``, ``PCOUNT`` and ``GCOUNT`` are removed (it becomes a primary HDU);
+- ``BSCALE``, ``BZERO`` and ``BLANK`` are removed (the data are physical float32);
+- ``CHECKSUM`` and ``DATASUM`` are removed, and written afresh when the source had them;
+- one ``HISTORY`` line naming napari-astrodenoise, its version and the UTC date is added,
+  then the caller's ``history`` lines, then the caller's ``provenance`` keywords (set or
+  replaced).
+
+Only this one HDU is written: other HDUs of the source file (tables, masks, calibration
+vectors) are not copied. Writes are atomic: the file is written under a temporary name in
+the target directory, flushed to disk and moved over the target with :func:`os.replace`,
+so a failed write leaves an existing file untouched (a replaced file keeps its permission
+bits). Tile-compressed ``.fz`` output is not supported; a name ending in ``.gz`` is
+gzip-compressed by astropy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs import WCS, FITSFixedWarning
+
+__all__ = [
+    "FITS_SUFFIXES",
+    "WRITER_CHANGED_KEYWORDS",
+    "FitsImage",
+    "FitsReadError",
+    "default_contrast_limits",
+    "fits_stem",
+    "is_fits_path",
+    "layer_metadata",
+    "read_fits",
+    "write_fits",
+]
+
+#: File-name endings read as FITS (compared case-insensitively).
+FITS_SUFFIXES: tuple[str, ...] = (
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fits.gz",
+    ".fit.gz",
+    ".fts.gz",
+    ".fits.fz",
+    ".fz",
+)
+
+#: Header keywords that :func:`write_fits` sets, removes or rewrites (``NAXISn`` included,
+#: ``HISTORY`` gains lines at the end, provenance keywords come from the caller).
+WRITER_CHANGED_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "SIMPLE",
+        "XTENSION",
+        "BITPIX",
+        "NAXIS",
+        "EXTEND",
+        "PCOUNT",
+        "GCOUNT",
+        "BSCALE",
+        "BZERO",
+        "BLANK",
+        "CHECKSUM",
+        "DATASUM",
+    }
+)
+
+_NAXIS_N = re.compile(r"^NAXIS\d+$")
+_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+_RESERVED_PROVENANCE = WRITER_CHANGED_KEYWORDS | {"HISTORY", "COMMENT", "CONTINUE", "END", ""}
+_ImageHDU = fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU
+_BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 temporary at most
+_CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
+
+
+class FitsReadError(ValueError):
+    """A FITS file that was taken for reading could not be read.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    reason : str
+        What is wrong, in words a user understands.
+
+    Attributes
+    ----------
+    path : str
+        The file, as given.
+    reason : str
+        What is wrong.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"Cannot open FITS file '{self.path}': {reason}")
+
+    def __reduce__(self) -> tuple[type[FitsReadError], tuple[str, str]]:
+        return type(self), (self.path, self.reason)
+
+
+@dataclass
+class FitsImage:
+    """One image HDU of a FITS file, as read by :func:`read_fits`.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        float32, native byte order, physical (scaled) values, NaN and inf kept; numpy
+        axis order as in the file: (H, W), (3, H, W) or (N, H, W). FITS row 1 is row 0.
+    header : astropy.io.fits.Header
+        A copy of that HDU's full header, as in the file.
+    wcs : astropy.wcs.WCS or None
+        The celestial WCS when the header has one.
+    path : pathlib.Path
+        The file.
+    hdu_index : int
+        Index of the HDU in the file (0 is the primary HDU).
+    extname : str or None
+        ``EXTNAME`` of the HDU, if any.
+    name : str
+        Layer name: the file stem, plus ``[EXTNAME]`` (or ``[index]``) when the file has
+        several image HDUs.
+    bayer_pattern : str or None
+        ``BAYERPAT`` of a raw one-shot-colour mosaic (2-D only), e.g. ``"RGGB"``.
+    kind : str
+        ``"mono"`` (2-D), ``"rgb"`` (3 planes) or ``"stack"`` (any other number of planes).
+    """
+
+    data: np.ndarray
+    header: fits.Header
+    wcs: WCS | None
+    path: Path
+    hdu_index: int
+    extname: str | None
+    name: str
+    bayer_pattern: str | None
+    kind: str
+
+
+def is_fits_path(path: object) -> bool:
+    """Say whether ``path`` is a str or path-like whose name ends like a FITS file.
+
+    Parameters
+    ----------
+    path : object
+        Anything; only ``str`` and :class:`os.PathLike` of ``str`` can match.
+
+    Returns
+    -------
+    bool
+        True when the name ends with one of :data:`FITS_SUFFIXES`, in any case.
+    """
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        return False
+    return path.lower().endswith(FITS_SUFFIXES)
+
+
+def fits_stem(path: str | os.PathLike) -> str:
+    """Return the file name without its FITS suffix (``a.fits.gz`` -> ``a``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file path.
+
+    Returns
+    -------
+    str
+        The name with the longest matching suffix of :data:`FITS_SUFFIXES` removed.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_fits(path: str | os.PathLike) -> list[FitsImage]:
+    """Read every 2-D or 3-D image HDU with data from a FITS file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.fits``/``.fit``/``.fts`` file, gzip-compressed (``.gz``) or holding
+        tile-compressed image HDUs (``.fz``).
+
+    Returns
+    -------
+    list of FitsImage
+        In HDU order; float32 physical data, header copy, celestial WCS.
+
+    Raises
+    ------
+    FitsReadError
+        When the file is missing, empty, truncated, not FITS, or holds no 2-D or 3-D
+        image with data; the message names the file and the reason.
+    """
+    path = Path(path)
+    try:
+        _check_file(path)
+        with warnings.catch_warnings():
+            # reported as a FitsReadError below: one message, not a warning and an error
+            warnings.filterwarnings("ignore", "File may have been truncated", AstropyUserWarning)
+            with fits.open(
+                path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=False
+            ) as hdul:
+                images = _read_hdulist(path, hdul)
+    except FitsReadError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
+        raise FitsReadError(path, _describe(exc)) from exc
+    return images
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FitsReadError(path, "no such file")
+    if not path.is_file():
+        raise FitsReadError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise FitsReadError(path, "the file is empty (0 bytes)")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, EOFError):
+        return f"the file is truncated: the compressed stream ends early ({text})"
+    if "buffer is too small" in text:
+        return "the file is truncated: its data unit is shorter than the header says"
+    if "Empty or corrupt FITS file" in text or "No SIMPLE card" in text:
+        return "not a valid FITS file: no complete FITS header at the start (corrupt or truncated)"
+    return f"astropy could not read it ({type(exc).__name__}: {text})"
+
+
+def _read_hdulist(path: Path, hdul: fits.HDUList) -> list[FitsImage]:
+    size = path.stat().st_size
+    candidates: list[tuple[int, _ImageHDU]] = []
+    skipped: list[str] = []
+    for index, hdu in enumerate(hdul):
+        why_not = _why_not_an_image(hdu)
+        if why_not is None:
+            candidates.append((index, hdu))
+        else:
+            skipped.append(f"HDU {index} {why_not}")
+    if not candidates:
+        found = "; ".join(skipped) if skipped else "no HDU at all"
+        raise FitsReadError(path, f"no 2-D or 3-D image with data ({found})")
+    several = len(candidates) > 1
+    images = []
+    for index, hdu in candidates:
+        if not isinstance(hdu, fits.CompImageHDU):
+            _check_not_truncated(path, index, hdu, size)
+        images.append(_read_image_hdu(path, hdul, index, hdu, several=several))
+    return images
+
+
+def _why_not_an_image(hdu: object) -> str | None:
+    """Return why an HDU does not become an image, or None when it does."""
+    if not getattr(hdu, "is_image", False):
+        return f"is a table ({type(hdu).__name__})"
+    shape = tuple(int(n) for n in hdu.shape)
+    if len(shape) == 0:
+        return "is empty (NAXIS = 0)"
+    if math.prod(shape) == 0:
+        return f"has zero size (shape {shape})"
+    squeezed = _squeeze_leading(shape)
+    if len(squeezed) == 1:
+        return f"is a 1-D image of {squeezed[0]} pixels, not a picture"
+    if len(squeezed) > 3:
+        return f"is a {len(squeezed)}-D image {squeezed}, only 2-D and 3-D are read"
+    return None
+
+
+def _squeeze_leading(shape: tuple[int, ...]) -> tuple[int, ...]:
+    shape = tuple(shape)
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _check_not_truncated(path: Path, index: int, hdu: _ImageHDU, size: int) -> None:
+    if path.name.lower().endswith(".gz"):
+        return  # the compressed size says nothing; gzip itself reports a short stream
+    info = hdu.fileinfo()
+    needed = abs(int(hdu.header["BITPIX"])) // 8 * math.prod(int(n) for n in hdu.shape)
+    if info is not None and info["datLoc"] + needed > size:
+        have = max(size - info["datLoc"], 0)
+        reason = (
+            f"the file is truncated: HDU {index} needs {needed} bytes of data but only "
+            f"{have} are there"
+        )
+        raise FitsReadError(path, reason)
+
+
+def _read_image_hdu(
+    path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool
+) -> FitsImage:
+    header = hdu.header.copy()
+    raw = hdu.data
+    raw = raw.reshape(_squeeze_leading(raw.shape))
+    data = _to_float32(
+        raw,
+        bscale=float(header.get("BSCALE", 1.0)),
+        bzero=float(header.get("BZERO", 0.0)),
+        blank=header.get("BLANK") if raw.dtype.kind in "iu" else None,
+    )
+    del raw  # drop the memory map before the file closes
+    extname = _extname(header)
+    kind = "mono" if data.ndim == 2 else ("rgb" if data.shape[0] == 3 else "stack")
+    bayer = _bayer_pattern(header) if kind == "mono" else None
+    return FitsImage(
+        data=data,
+        header=header,
+        wcs=_celestial_wcs(header, hdul),
+        path=path,
+        hdu_index=index,
+        extname=extname,
+        name=_layer_name(path, index, header, extname, several=several),
+        bayer_pattern=bayer,
+        kind=kind,
+    )
+
+
+def _to_float32(raw: np.ndarray, *, bscale: float, bzero: float, blank: object) -> np.ndarray:
+    """Convert raw FITS pixels to physical float32 in blocks of rows (no full temporary)."""
+    out = np.empty(raw.shape, dtype=np.float32)
+    scaled = bscale != 1.0 or bzero != 0.0
+    width = raw.shape[-1]
+    flat_raw = raw.reshape(-1, width)
+    flat_out = out.reshape(-1, width)
+    rows = max(1, _BLOCK_ELEMENTS // width)
+    scratch = np.empty((min(rows, flat_raw.shape[0]), width), dtype=np.float64) if scaled else None
+    for start in range(0, flat_raw.shape[0], rows):
+        block = flat_raw[start : start + rows]
+        target = flat_out[start : start + rows]
+        if scratch is not None:
+            physical = scratch[: block.shape[0]]
+            np.multiply(block, bscale, out=physical)
+            physical += bzero
+            target[...] = physical
+        else:
+            target[...] = block
+        if blank is not None:
+            target[block == int(blank)] = np.nan
+    return out
+
+
+def _bayer_pattern(header: fits.Header) -> str | None:
+    value = header.get("BAYERPAT")
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    return text or None
+
+
+def _extname(header: fits.Header) -> str | None:
+    value = header.get("EXTNAME")
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _layer_name(
+    path: Path, index: int, header: fits.Header, extname: str | None, *, several: bool
+) -> str:
+    stem = fits_stem(path)
+    if not several:
+        return stem
+    if extname is None:
+        return f"{stem}[{index}]"
+    extver = header.get("EXTVER")
+    if isinstance(extver, int) and extver > 1:
+        return f"{stem}[{extname},{extver}]"
+    return f"{stem}[{extname}]"
+
+
+def _celestial_wcs(header: fits.Header, hdul: fits.HDUList) -> WCS | None:
+    if not any(str(key).startswith("CTYPE") for key in header):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header, fobj=hdul)
+    except Exception as exc:  # a broken WCS must not stop the image from opening
+        msg = f"WCS in the header ignored, astropy could not parse it: {exc}"
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        return None
+    return wcs.celestial if wcs.has_celestial else None
+
+
+def layer_metadata(image: FitsImage) -> dict:
+    """Return the napari layer metadata for an image read from FITS.
+
+    Parameters
+    ----------
+    image : FitsImage
+        As returned by :func:`read_fits`.
+
+    Returns
+    -------
+    dict
+        Keys ``"fits_header"`` (Header), ``"wcs"`` (WCS or None), ``"source_path"``
+        (str), ``"hdu_index"``, ``"extname"``, ``"bayer_pattern"`` and ``"fits_kind"``
+        (``"mono"``, ``"rgb"`` or ``"stack"``).
+    """
+    return {
+        "fits_header": image.header,
+        "wcs": image.wcs,
+        "source_path": str(image.path),
+        "hdu_index": image.hdu_index,
+        "extname": image.extname,
+        "bayer_pattern": image.bayer_pattern,
+        "fits_kind": image.kind,
+    }
+
+
+def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
+    """Suggest display limits from finite pixels: the 0.5 and 99.8 percentiles.
+
+    Computed on an evenly strided sample of at most about 262,000 pixels, so it costs
+    no copy of the image. Linear astronomical data shown from min to max look black
+    apart from the stars; these limits show the sky background and faint structure.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Any shape; NaN and inf are ignored.
+
+    Returns
+    -------
+    tuple of float or None
+        ``(low, high)`` with ``low < high``, or None when fewer than two distinct
+        finite values are found.
+    """
+    step = max(1, math.ceil(math.sqrt(data.size / _CONTRAST_SAMPLE)))
+    sample = data[..., ::step, ::step]
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return None
+    low, high = (float(v) for v in np.percentile(finite, [0.5, 99.8]))
+    if not low < high:
+        low, high = float(finite.min()), float(finite.max())
+    if not low < high:
+        return None
+    return low, high
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_fits(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    header: fits.Header | None = None,
+    channel_axis: int | None = None,
+    provenance: Mapping[str, object] | None = None,
+    history: Sequence[str] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Write an image as linear float32 FITS, keeping the source header and WCS.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file; a name ending in ``.gz`` is gzip-compressed. ``.fz`` is refused.
+    data : numpy.ndarray
+        (H, W) mono, or 3-D colour/stack with ``channel_axis`` naming the plane axis.
+        Converted to float32; NaN and inf are kept.
+    header : astropy.io.fits.Header, optional
+        Source header; copied, never modified. Cards changed on the way are listed in
+        this module's docstring and in :data:`WRITER_CHANGED_KEYWORDS`.
+    channel_axis : int, optional
+        Required for 3-D data: the axis moved to axis 0 (``NAXIS3``); 0 for (C, H, W) as
+        read from FITS, -1 for a napari rgb layer (H, W, 3).
+    provenance : mapping, optional
+        FITS keyword (at most 8 characters of A-Z, 0-9, ``-``, ``_``) -> value or
+        ``(value, comment)``; written as cards after the history, replacing cards of the
+        same keyword.
+    history : sequence of str, optional
+        ``HISTORY`` lines added after the napari-astrodenoise line.
+    overwrite : bool, optional
+        Replace an existing file (atomically). Default False.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is False.
+    ValueError
+        For data of the wrong shape, a bad ``channel_axis``, an invalid provenance
+        keyword or value, or a ``.fz`` name.
+    """
+    path = Path(path)
+    cube = _writable_cube(data, channel_axis)
+    cards = _provenance_cards(provenance or {})
+    _check_target(path, overwrite=overwrite)
+    hdu = fits.PrimaryHDU(data=cube)
+    _copy_source_cards(hdu.header, header)
+    _add_history(hdu.header, history)
+    for card in cards:
+        _set_card(hdu.header, card)
+    checksum = header is not None and ("CHECKSUM" in header or "DATASUM" in header)
+    _atomic_writeto(fits.HDUList([hdu]), path, overwrite=overwrite, checksum=checksum)
+    return path
+
+
+def _writable_cube(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    array = np.asarray(data)
+    if array.dtype.kind not in "biuf":
+        msg = f"data must be numeric, got dtype {array.dtype}"
+        raise ValueError(msg)
+    if array.ndim == 2:
+        if channel_axis is not None:
+            msg = f"channel_axis must be None for 2-D data, got {channel_axis}"
+            raise ValueError(msg)
+    elif array.ndim == 3:
+        if channel_axis is None:
+            msg = (
+                "3-D data needs channel_axis: 0 for (C, H, W) as read from FITS, "
+                "-1 for a napari rgb layer (H, W, 3)"
+            )
+            raise ValueError(msg)
+        if not -3 <= channel_axis <= 2:
+            msg = f"channel_axis must be in -3..2 for 3-D data, got {channel_axis}"
+            raise ValueError(msg)
+        array = np.moveaxis(array, channel_axis, 0)
+    else:
+        msg = f"data must be 2-D (H, W) or 3-D with a channel axis, got shape {array.shape}"
+        raise ValueError(msg)
+    if array.size == 0:
+        msg = f"data must not be empty, got shape {array.shape}"
+        raise ValueError(msg)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_target(path: Path, *, overwrite: bool) -> None:
+    if path.name.lower().endswith(".fz"):
+        msg = f"writing tile-compressed .fz files is not supported: {path}; use .fits"
+        raise ValueError(msg)
+    if path.is_dir():
+        msg = f"cannot write FITS to '{path}': it is a directory"
+        raise IsADirectoryError(msg)
+    if not path.parent.is_dir():
+        msg = f"cannot write FITS to '{path}': folder '{path.parent}' does not exist"
+        raise FileNotFoundError(msg)
+    if path.exists() and not overwrite:
+        msg = f"'{path}' already exists; pass overwrite=True to replace it"
+        raise FileExistsError(msg)
+
+
+def _append(header: fits.Header, card: fits.Card) -> None:
+    # useblanks=False: trailing blank cards of the source header are content, not room
+    header.append(card, useblanks=False, bottom=True, end=True)
+
+
+def _copy_source_cards(out: fits.Header, source: fits.Header | None) -> None:
+    """Append the source cards to the new primary header, less those the writer sets."""
+    if source is None:
+        return
+    for card in source.copy(strip=False).cards:
+        keyword = card.keyword
+        if keyword in WRITER_CHANGED_KEYWORDS or _NAXIS_N.match(keyword):
+            continue
+        _append(out, card)
+
+
+def _add_history(out: fits.Header, history: Sequence[str]) -> None:
+    from napari_astrodenoise import __version__
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"napari-astrodenoise {__version__} wrote this file on {stamp}", *history]
+    for line in lines:
+        _append(out, fits.Card("HISTORY", str(line)))
+
+
+def _provenance_cards(provenance: Mapping[str, object]) -> list[fits.Card]:
+    """Validate the provenance mapping and return its cards (nothing is written yet)."""
+    return [_provenance_card(keyword, item) for keyword, item in provenance.items()]
+
+
+def _provenance_card(keyword: object, item: object) -> fits.Card:
+    key = str(keyword).upper()
+    if not _KEYWORD.match(key) or key in _RESERVED_PROVENANCE or _NAXIS_N.match(key):
+        msg = (
+            f"provenance keyword {keyword!r} is not allowed: use at most 8 characters of "
+            "A-Z, 0-9, '-' and '_', and no structural keyword"
+        )
+        raise ValueError(msg)
+    value, comment = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is not None and not isinstance(value, str | bool | int | float):
+        msg = f"provenance value for {key} must be str, bool, int or float, got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, float) and not math.isfinite(value):
+        msg = f"provenance value for {key} must be finite, got {value!r}"
+        raise ValueError(msg)
+    try:
+        card = fits.Card(key, value, "" if comment is None else str(comment))
+        card.verify("exception")
+    except (ValueError, fits.VerifyError) as exc:
+        msg = f"provenance card {key} = {value!r} is not valid FITS: {exc}"
+        raise ValueError(msg) from exc
+    return card
+
+
+def _set_card(header: fits.Header, card: fits.Card) -> None:
+    if card.keyword in header:
+        header[card.keyword] = (card.value, card.comment)
+    else:
+        _append(header, card)
+
+
+def _atomic_writeto(hdul: fits.HDUList, path: Path, *, overwrite: bool, checksum: bool) -> None:
+    temporary = path.with_name(f".astrodenoise-{uuid.uuid4().hex[:12]}.{path.name}")
+    try:
+        hdul.writeto(temporary, output_verify="fix+warn", checksum=checksum)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if path.exists():
+            if not overwrite:
+                msg = f"'{path}' already exists; pass overwrite=True to replace it"
+                raise FileExistsError(msg)
+            shutil.copymode(path, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,157 @@
+"""napari reader glue: which paths it takes, the layer tuples it builds, no torch needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from napari_astrodenoise._reader import (
+    display_transform,
+    napari_get_reader,
+    read_fits_layers,
+)
+from napari_astrodenoise.fits_io import FitsReadError
+
+METADATA_KEYS = {
+    "fits_header",
+    "wcs",
+    "source_path",
+    "hdu_index",
+    "extname",
+    "bayer_pattern",
+    "fits_kind",
+}
+SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
+
+
+def _world(kwargs: dict, index: tuple[float, ...]) -> tuple[float, ...]:
+    """Where napari draws data index ``index`` given the layer's scale and translate."""
+    return tuple(
+        i * s + t for i, s, t in zip(index, kwargs["scale"], kwargs["translate"], strict=True)
+    )
+
+
+@pytest.mark.parametrize("suffix", [*SUFFIXES, ".FITS", ".Fit.GZ"])
+def test_reader_is_offered_for_every_fits_suffix_in_any_case(suffix):
+    assert napari_get_reader(f"/data/frame{suffix}") is read_fits_layers
+    assert napari_get_reader(Path(f"frame{suffix}")) is read_fits_layers
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["image.png", "table.csv", "fits", "a.fits.bz2", "", None, 42, b"a.fits", [],
+     ["a.fits", "b.txt"], ["a.fits", None], {"a.fits": 1}, object()],
+    ids=repr,
+)  # fmt: skip
+def test_reader_declines_other_paths_without_raising(path):
+    assert napari_get_reader(path) is None
+
+
+def test_reader_declines_a_folder_named_like_fits(tmp_path):
+    folder = tmp_path / "looks.fits"
+    folder.mkdir()
+    assert napari_get_reader(str(folder)) is None
+
+
+def test_reader_takes_a_list_of_fits_paths_and_returns_every_layer(crafted_fits):
+    paths = [str(crafted_fits["mef"]), str(crafted_fits["nonfinite"])]
+    reader = napari_get_reader(paths)
+    assert reader is read_fits_layers
+    assert [kw["name"] for _, kw, _ in reader(paths)] == ["mef[SCI]", "mef[ERR]", "nonfinite"]
+
+
+def test_mono_layer_keeps_the_array_and_flips_with_the_transform(crafted_fits):
+    path = crafted_fits["with_wcs"]
+    [(data, kwargs, layer_type)] = read_fits_layers(str(path))
+    assert layer_type == "image"
+    np.testing.assert_array_equal(data, fits.getdata(path))  # not flipped
+    assert kwargs["rgb"] is False
+    assert (kwargs["scale"], kwargs["translate"]) == ((-1.0, 1.0), (19.0, 0.0))
+    assert _world(kwargs, (0, 0)) == (19.0, 0.0)  # FITS row 1 drawn at the bottom
+    assert _world(kwargs, (19, 29)) == (0.0, 29.0)
+    assert set(kwargs["metadata"]) == METADATA_KEYS
+    assert kwargs["metadata"]["wcs"] is not None
+    assert kwargs["metadata"]["source_path"] == str(path)
+
+
+def test_three_plane_cube_is_one_rgb_layer_made_of_a_view(crafted_fits):
+    path = crafted_fits["cube3"]
+    [(data, kwargs, _)] = read_fits_layers(str(path))
+    planes = fits.getdata(path)
+    assert data.shape == (8, 10, 3) and kwargs["rgb"] is True
+    assert data.base is not None and not data.flags.c_contiguous  # moveaxis view, no copy
+    for k in range(3):
+        np.testing.assert_array_equal(data[..., k], planes[k])
+    assert (kwargs["scale"], kwargs["translate"]) == ((-1.0, 1.0), (7.0, 0.0))
+    assert kwargs["metadata"]["fits_kind"] == "rgb"
+
+
+def test_five_plane_cube_is_a_stack_flipped_in_y_only(crafted_fits):
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["cube5"]))
+    assert data.shape == (5, 8, 10) and kwargs["rgb"] is False
+    assert (kwargs["scale"], kwargs["translate"]) == ((1.0, -1.0, 1.0), (0.0, 7.0, 0.0))
+    assert kwargs["metadata"]["fits_kind"] == "stack"
+
+
+def test_contrast_limits_are_finite_despite_nan_and_inf(crafted_fits):
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["nonfinite"]))
+    low, high = kwargs["contrast_limits"]
+    finite = data[np.isfinite(data)]
+    assert np.isfinite([low, high]).all()
+    assert finite.min() <= low < high <= finite.max()
+
+
+def test_bayer_layer_names_its_pattern(crafted_fits):
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["bayer"]))
+    assert data.ndim == 2 and kwargs["rgb"] is False
+    assert kwargs["metadata"]["bayer_pattern"] == "RGGB"
+
+
+def test_reader_function_raises_fits_read_error_for_broken_files(broken_fits):
+    reader = napari_get_reader(str(broken_fits))
+    assert reader is not None  # the name is taken: the content is refused, clearly
+    with pytest.raises(FitsReadError, match=broken_fits.name):
+        reader(str(broken_fits))
+
+
+def test_display_transform_needs_two_spatial_axes():
+    assert display_transform((4, 6, 3), rgb=True) == {
+        "scale": (-1.0, 1.0),
+        "translate": (3.0, 0.0),
+    }
+    with pytest.raises(ValueError, match="2 spatial axes"):
+        display_transform((6, 3), rgb=True)
+
+
+def test_manifest_routes_fits_files_to_this_reader(crafted_fits):
+    from npe2 import PluginManager, io_utils
+
+    manager = PluginManager.instance()
+    manager.discover()
+    for name in ("x.fits", "x.FIT", "x.fts.gz", "x.fits.fz", "x.fz"):
+        plugins = [r.plugin_name for r in manager.iter_compatible_readers([name])]
+        assert "napari-astrodenoise" in plugins, name
+    layers = io_utils.read(
+        [str(crafted_fits["tiled"])], stack=False, plugin_name="napari-astrodenoise"
+    )
+    assert [kw["name"] for _, kw, _ in layers] == ["tiled"]
+
+
+def test_reader_and_writer_import_neither_torch_nor_napari(crafted_fits):
+    code = (
+        "import sys\n"
+        "from napari_astrodenoise._reader import napari_get_reader\n"
+        "import napari_astrodenoise._writer\n"
+        f"layers = napari_get_reader({str(crafted_fits['cube3'])!r})"
+        f"({str(crafted_fits['cube3'])!r})\n"
+        "assert len(layers) == 1\n"
+        "heavy = sorted(m for m in ('torch', 'napari', 'qtpy', 'PyQt5') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
