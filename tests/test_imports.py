@@ -57,3 +57,10 @@ def test_all_names_resolve():
 
     for name in pkg.__all__:
         assert getattr(pkg, name) is not None
+
+
+def test_listing_models_does_not_import_torch():
+    loaded = _loaded_after(
+        "from napari_astrodenoise.core.weights import list_models; list_models()"
+    )
+    assert "torch" not in loaded

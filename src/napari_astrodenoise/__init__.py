@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "denoise": "napari_astrodenoise.core.pipeline",
     "iter_denoise": "napari_astrodenoise.core.pipeline",
+    "iter_seam_map": "napari_astrodenoise.core.pipeline",
     "DenoiseResult": "napari_astrodenoise.core.pipeline",
     "seam_map": "napari_astrodenoise.core.pipeline",
     "star_mask": "napari_astrodenoise.core.starmask",
@@ -29,6 +30,7 @@ __all__ = [
     "__version__",
     "denoise",
     "iter_denoise",
+    "iter_seam_map",
     "list_models",
     "load_model",
     "read_fits",
@@ -38,7 +40,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_astrodenoise.core.pipeline import DenoiseResult, denoise, iter_denoise, seam_map
+    from napari_astrodenoise.core.pipeline import (
+        DenoiseResult,
+        denoise,
+        iter_denoise,
+        iter_seam_map,
+        seam_map,
+    )
     from napari_astrodenoise.core.starmask import star_mask
     from napari_astrodenoise.core.weights import list_models, load_model
     from napari_astrodenoise.fits_io import read_fits, write_fits

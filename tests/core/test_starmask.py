@@ -282,3 +282,17 @@ def test_real_open_cluster_plate_gives_a_plausible_star_count(shared_fits_dir):
     # the brightest pixel of the crop is on a star
     peak = np.unravel_index(np.argmax(data), data.shape)
     assert mask[peak] == 1.0
+
+
+def test_mask_from_detections_equals_star_mask_so_callers_detect_once():
+    from napari_astrodenoise.core.sky import simulate_scene
+    from napari_astrodenoise.core.starmask import mask_from_detections
+
+    rng = np.random.default_rng(3)
+    image = simulate_scene((96, 96), channels=3, seed=11).image
+    image = image + rng.normal(0, 5, size=image.shape).astype(np.float32)
+    found = detect_stars(image, channel_axis=0)
+    np.testing.assert_array_equal(
+        mask_from_detections(found, dilation=3, feather=2.0),
+        star_mask(image, channel_axis=0, dilation=3, feather=2.0),
+    )

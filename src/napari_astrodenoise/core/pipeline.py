@@ -123,6 +123,7 @@ def provenance(settings: dict) -> dict:
         "ADSIGSCL": (float(settings["sigma_scale"]), "Gaussian blend sigma / tile"),
         "ADSOFTEN": (float(settings["softening"]), "asinh softening, noise sigmas"),
         "ADDEVICE": (settings["device"], "torch device used"),
+        "ADBAYER": (bool(settings.get("bayer", False)), "Bayer sub-planes denoised apart"),
     }
     history = [
         f"napari-astrodenoise {__version__}: denoised with model {settings['model']} "
@@ -489,7 +490,7 @@ def denoise(
     return result.output()
 
 
-def seam_map(
+def iter_seam_map(
     image: np.ndarray,
     *,
     model: str | os.PathLike | LoadedModel = "default",
@@ -502,13 +503,16 @@ def seam_map(
     bayer: bool = False,
     batch_size: int | None = None,
     reference: str = "shifted",
-) -> SeamReport:
+) -> Generator[tuple[int, int], None, SeamReport]:
     """Tile-seam difference map of a denoising run and its visibility in noise sigmas.
 
     The image is denoised on the requested tile grid and on a reference (the same grid
     shifted by half a stride, or whole-image inference with ``reference="whole"``); the
     difference shows exactly what the tiling adds. See
     :func:`napari_astrodenoise.core.diagnostics.seam_map` for the metric.
+
+    Yields ``(steps_done, steps_total)`` (a step is one batch of tiles of either run) and
+    returns the report; :func:`seam_map` runs it to the end.
 
     Returns
     -------
@@ -536,7 +540,7 @@ def seam_map(
         # the image term cancels in the difference of two tilings, so the change suffices
         return predictor(tiles)[:, :channels]
 
-    report = diagnostics.seam_map(
+    report = yield from diagnostics.iter_seam_map(
         filled,
         change_only,
         tile_size=tile_size,
@@ -547,3 +551,8 @@ def seam_map(
         reference=reference,
     )
     return dataclasses.replace(report, diff=layout.from_planes(report.diff))
+
+
+def seam_map(image: np.ndarray, **options: Any) -> SeamReport:
+    """Run :func:`iter_seam_map` to the end; same arguments, returns its SeamReport."""
+    return tiling.drain(iter_seam_map(image, **options))

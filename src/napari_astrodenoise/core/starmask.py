@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["StarDetections", "detect_stars", "star_mask"]
+__all__ = ["StarDetections", "detect_stars", "mask_from_detections", "star_mask"]
 
 _MAD_TO_SIGMA = 1.4826
 #: A source this many times brighter than the light around it is a star, however large.
@@ -543,12 +543,7 @@ def star_mask(
     ndarray
         ``(H, W)`` float32 in [0, 1]; 0 where the input is NaN or inf.
     """
-    if int(dilation) != dilation or dilation < 0:
-        msg = f"dilation must be an integer number of pixels >= 0, got {dilation}"
-        raise ValueError(msg)
-    if not (math.isfinite(feather) and feather >= 0):
-        msg = f"feather must be a sigma in pixels >= 0, got {feather}"
-        raise ValueError(msg)
+    _check_mask_options(dilation, feather)
     found = detect_stars(
         image,
         channel_axis=channel_axis,
@@ -559,6 +554,36 @@ def star_mask(
         saturation=saturation,
         max_star_size=max_star_size,
     )
+    return mask_from_detections(found, dilation=dilation, feather=feather)
+
+
+def _check_mask_options(dilation: int, feather: float) -> None:
+    if int(dilation) != dilation or dilation < 0:
+        msg = f"dilation must be an integer number of pixels >= 0, got {dilation}"
+        raise ValueError(msg)
+    if not (math.isfinite(feather) and feather >= 0):
+        msg = f"feather must be a sigma in pixels >= 0, got {feather}"
+        raise ValueError(msg)
+
+
+def mask_from_detections(
+    found: StarDetections, *, dilation: int = 2, feather: float = 1.5
+) -> np.ndarray:
+    """Soft mask from detections already made, so a caller needing both detects once.
+
+    Parameters
+    ----------
+    found : StarDetections
+        From :func:`detect_stars`.
+    dilation, feather
+        As in :func:`star_mask`.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` float32 in [0, 1]; 0 where the input was NaN or inf.
+    """
+    _check_mask_options(dilation, feather)
     footprint = found.labels > 0
     if dilation > 0 and found.count:
         footprint = ndimage.binary_dilation(footprint, structure=_disk(int(dilation)))

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
-
 if TYPE_CHECKING:
     import torch
 
@@ -173,6 +171,8 @@ def load_model(name_or_path: str | os.PathLike = "default", *, device: str = "cp
         The config is not a napari-astrodenoise model, or the weights' sha256 does not match.
     """
     from safetensors.torch import load_file
+
+    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
 
     config_path = _resolve(name_or_path)
     config = json.loads(config_path.read_text())

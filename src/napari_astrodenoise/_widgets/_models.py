@@ -1,0 +1,86 @@
+"""Model and device choice shared by the denoise and tile widgets; models load in the worker."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit
+
+from napari_astrodenoise._widgets._common import notify_info
+
+#: the model choice that reads a model file from ``model_file``
+FROM_FILE = "from file"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+NO_MODEL_MESSAGE = (
+    "No trained model ships with this installation yet: choose a model file "
+    "(.safetensors with its .json) under 'Model file'."
+)
+
+
+def _shipped() -> tuple[list[str], str | None]:
+    from napari_astrodenoise.core.weights import default_model_name, list_models
+
+    return list_models(), default_model_name()
+
+
+class ModelPicker(Container):
+    """Model (the shipped default preselected, or a file) and device.
+
+    `load` runs in a worker thread and keeps the last model loaded, so repeated runs
+    with the same choice do not read the weights again.
+    """
+
+    def __init__(self) -> None:
+        names, default = _shipped()
+        choices = [(f"{n} (default)" if n == default else n, n) for n in names]
+        self.model = ComboBox(label="Model", choices=[*choices, (FROM_FILE, FROM_FILE)])
+        self.model_file = FileEdit(
+            label="Model file", mode="r", filter="Model files (*.safetensors *.json)"
+        )
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        super().__init__(widgets=[self.model, self.model_file, self.device], labels=True)
+        self.margins = (0, 0, 0, 0)
+        self.model.changed.connect(self._show_file)
+        self._show_file()
+        self._cache: tuple[tuple, Any] | None = None
+        self._lock = threading.Lock()
+        if not names:
+            notify_info(NO_MODEL_MESSAGE)
+
+    def _show_file(self, *_: Any) -> None:
+        self.model_file.visible = self.model.value == FROM_FILE
+
+    def spec(self) -> tuple[str, str]:
+        """(model name or file path, device) as chosen; checked, nothing loaded.
+
+        Raises
+        ------
+        ValueError
+            When a model file is to be used but none (or a missing file) is chosen.
+        """
+        if self.model.value != FROM_FILE:
+            return str(self.model.value), str(self.device.value)
+        path = Path(self.model_file.value or "")
+        if not str(self.model_file.value or "").strip() or not path.is_file():
+            msg = (
+                NO_MODEL_MESSAGE
+                if not self.model.choices[:-1]
+                else "choose a model file (.safetensors with its .json) under 'Model file'"
+            )
+            raise ValueError(msg)
+        return str(path), str(self.device.value)
+
+    def load(self, spec: tuple[str, str]) -> Any:
+        """The `LoadedModel` for ``spec`` (from `spec`); call from a worker thread."""
+        from napari_astrodenoise.core.weights import load_model
+
+        path = Path(spec[0])
+        key = (*spec, path.stat().st_mtime if path.is_file() else None)  # a rewritten file
+        with self._lock:
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+            loaded = load_model(spec[0], device=spec[1])
+            self._cache = (key, loaded)
+            return loaded

@@ -1,0 +1,273 @@
+"""The Denoise widget: runs in a thread, makes placed layers with provenance, re-blends."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from napari_astrodenoise._widgets import _models
+from napari_astrodenoise._widgets._denoise import DenoiseWidget
+from napari_astrodenoise._widgets._models import FROM_FILE
+from napari_astrodenoise.core import pipeline
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer, random_model_path, star_field, flip, dock):
+    """A docked Denoise widget on a flipped 96x96 mono image with a FITS header."""
+    image = star_field((96, 96))
+    header = fits.Header({"OBJECT": "test field"})
+    viewer.add_image(
+        image,
+        name="field",
+        metadata={"fits_header": header, "wcs": None, "fits_kind": "mono"},
+        **flip(image.shape),
+    )
+    w = dock(viewer, "Denoise")
+    w.picker.model.value = FROM_FILE
+    w.picker.model_file.value = random_model_path
+    w.picker.device.value = "cpu"
+    w.tile_size.value = 64
+    return w
+
+
+@pytest.fixture
+def predictor_calls(monkeypatch):
+    """Count the network's tile batches (spy on the pipeline's tile predictor)."""
+    calls = []
+    original = pipeline._TilePredictor.__call__
+
+    def spy(self, tiles):
+        calls.append(len(tiles))
+        return original(self, tiles)
+
+    monkeypatch.setattr(pipeline._TilePredictor, "__call__", spy)
+    return calls
+
+
+@pytest.fixture
+def run(wait_idle):
+    """Start a run and wait for it."""
+
+    def go(widget):
+        widget.run()
+        assert widget.task.running
+        wait_idle(widget)
+
+    return go
+
+
+def test_widget_is_the_manifest_contribution(widget):
+    assert isinstance(widget, DenoiseWidget)
+
+
+def test_run_adds_denoised_and_residual_layers_placed_with_provenance(viewer, widget, run):
+    source = viewer.layers["field"]
+    run(widget)
+    denoised, residual = viewer.layers["field denoised"], viewer.layers["field residual"]
+    for layer in (denoised, residual):
+        assert layer.data.shape == source.data.shape
+        assert layer.data.dtype == np.float32
+        np.testing.assert_array_equal(layer.scale, source.scale)
+        np.testing.assert_array_equal(layer.translate, source.translate)
+        assert layer.metadata["fits_header"]["OBJECT"] == "test field"
+        cards = layer.metadata["astrodenoise"]["provenance"]
+        assert cards["ADMODEL"][0] == "random-test"
+        assert cards["ADTILE"][0] == 64
+    np.testing.assert_allclose(residual.data, source.data - denoised.data, atol=1e-3)
+    assert not np.array_equal(denoised.data, source.data)  # the random model changes pixels
+    assert denoised.contrast_limits == pytest.approx(source.contrast_limits)
+
+
+def test_colour_sample_denoises_as_an_rgb_layer(viewer, random_model_path, dock, run):
+    from napari_astrodenoise._reader import fits_layer_data
+    from napari_astrodenoise._sample_data import synthetic_pair
+
+    noisy, _ = synthetic_pair((64, 64))
+    data, kwargs, _ = fits_layer_data(noisy)
+    viewer.add_image(data, **kwargs)
+    w = dock(viewer, "Denoise")
+    w.picker.model.value = FROM_FILE
+    w.picker.model_file.value = random_model_path
+    w.tile_size.value = 32
+    run(w)
+    out = viewer.layers["synthetic noisy denoised"]
+    assert out.rgb and out.data.shape == (64, 64, 3)
+    assert out.metadata["fits_kind"] == "rgb"
+    assert out.metadata["astrodenoise"]["history"][0].startswith("napari-astrodenoise")
+
+
+def test_running_again_updates_the_layers_in_place(viewer, widget, run):
+    run(widget)
+    first = viewer.layers["field denoised"], viewer.layers["field residual"]
+    count = len(viewer.layers)
+    widget.overlap.value = 0.5
+    run(widget)
+    assert len(viewer.layers) == count
+    assert viewer.layers["field denoised"] is first[0]
+    assert viewer.layers["field residual"] is first[1]
+    assert first[0].metadata["astrodenoise"]["provenance"]["ADOVERLP"][0] == 0.5
+
+
+def test_strength_change_reblends_without_the_network(
+    viewer, qtbot, widget, run, wait_idle, predictor_calls
+):
+    run(widget)
+    batches = len(predictor_calls)
+    assert batches > 0
+    widget.strength.value = 0.3
+    qtbot.waitUntil(
+        lambda: (
+            viewer.layers["field denoised"].metadata["astrodenoise"]["provenance"]["ADSTRNTH"][0]
+            == 0.3
+        ),
+        timeout=5000,
+    )
+    wait_idle(widget)
+    assert len(predictor_calls) == batches
+    expected = widget.result.output(strength=0.3, star_protection=0.0)
+    np.testing.assert_array_equal(viewer.layers["field denoised"].data, expected)
+
+
+def test_star_mask_layer_protects_the_masked_pixels(viewer, widget, run):
+    mask = np.zeros((96, 96), np.float32)
+    mask[40:60, 40:60] = 1.0
+    viewer.add_image(mask, name="field star mask")
+    widget.star_mask.value = viewer.layers["field star mask"]
+    widget.star_protection.value = 1.0
+    run(widget)
+    out, source = viewer.layers["field denoised"].data, viewer.layers["field"].data
+    np.testing.assert_array_equal(out[40:60, 40:60], source[40:60, 40:60])
+    assert not np.array_equal(out[:30, :30], source[:30, :30])
+    history = viewer.layers["field denoised"].metadata["astrodenoise"]["history"]
+    assert history[-1] == "star protection mask: napari layer 'field star mask'"
+
+
+def test_cancel_stops_the_run_and_changes_no_layer(
+    viewer, qtbot, widget, wait_idle, monkeypatch, notifications
+):
+    calls = []
+    original = pipeline._TilePredictor.__call__
+
+    def slow(self, tiles):
+        calls.append(1)
+        time.sleep(0.15)
+        return original(self, tiles)
+
+    monkeypatch.setattr(pipeline._TilePredictor, "__call__", slow)
+    widget.tile_size.value = 32  # 36 tiles, 9 batches
+    count = len(viewer.layers)
+    widget.run()
+    qtbot.waitUntil(lambda: len(calls) >= 1, timeout=5000)
+    assert widget.cancel_button.enabled
+    widget.cancel_button.clicked.emit()
+    wait_idle(widget)
+    assert len(calls) < 9
+    assert len(viewer.layers) == count
+    assert widget.result is None
+    assert ("info", "Denoising cancelled; no layer was changed") in notifications
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_out_of_memory_is_a_notification(viewer, widget, run, monkeypatch, notifications):
+    def oom(self, tiles):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipeline._TilePredictor, "__call__", oom)
+    count = len(viewer.layers)
+    run(widget)
+    errors = [m for s, m in notifications if s == "error"]
+    assert errors and "Out of memory" in errors[0]
+    assert len(viewer.layers) == count
+
+
+def test_missing_model_file_and_bad_mask_are_notifications(viewer, widget, notifications):
+    widget.picker.model_file.value = ""
+    widget.run()
+    assert not widget.task.running
+    assert notifications[-1][0] == "error" and "model file" in notifications[-1][1]
+    widget.picker.model.value = FROM_FILE
+    viewer.add_image(np.zeros((10, 10), np.float32), name="small mask")
+    widget.star_mask.value = viewer.layers["small mask"]
+    widget.run()
+    assert not widget.task.running
+    assert "shape" in notifications[-1][1]
+
+
+def test_without_a_shipped_model_the_file_chooser_shows(
+    make_napari_viewer, monkeypatch, notifications
+):
+    monkeypatch.setattr(_models, "_shipped", lambda: ([], None))
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    assert w.picker.model.choices == (FROM_FILE,)
+    assert not w.picker.model_file.native.isHidden()  # the file chooser is offered
+    assert notifications == [("info", _models.NO_MODEL_MESSAGE)]
+    w.native.deleteLater()
+
+
+def test_the_shipped_default_model_is_preselected(make_napari_viewer, monkeypatch):
+    monkeypatch.setattr(_models, "_shipped", lambda: (["best", "older"], "best"))
+    viewer = make_napari_viewer()
+    w = DenoiseWidget(viewer)
+    assert w.picker.model.value == "best"
+    assert w.picker.model.choices == ("best", "older", FROM_FILE)
+    assert w.picker.spec() == ("best", "auto")
+    assert w.picker.model_file.native.isHidden()
+    w.native.deleteLater()
+
+
+def test_a_raw_bayer_frame_is_denoised_by_colour_sub_planes(viewer, random_model_path, dock, run):
+    rng = np.random.default_rng(3)
+    raw = rng.normal(100, 5, (64, 64)).astype(np.float32)
+    viewer.add_image(raw, name="raw", metadata={"bayer_pattern": "RGGB"})
+    w = dock(viewer, "Denoise")
+    w.image.value = viewer.layers["raw"]
+    w.picker.model.value = FROM_FILE
+    w.picker.model_file.value = random_model_path
+    w.tile_size.value = 32
+    run(w)
+    assert w.result.layout.bayer and w.result.original.shape == (4, 32, 32)
+    assert viewer.layers["raw denoised"].data.shape == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (None, "choose an image layer first"),
+        ("points", "is a Points layer"),
+        ("4d", "only 2-D images, colour images and (N, H, W) stacks"),
+    ],
+)
+def test_unsupported_layers_are_explained(layer, message):
+    from napari.layers import Image, Points
+
+    from napari_astrodenoise._widgets._common import channel_axis
+
+    layer = {
+        None: None,
+        "points": Points(np.zeros((1, 2))),
+        "4d": Image(np.zeros((2, 2, 8, 8), np.float32)),
+    }[layer]
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        channel_axis(layer)
+
+
+def test_saved_denoised_layer_carries_header_and_provenance(viewer, widget, run, tmp_path):
+    from napari_astrodenoise._writer import write_fits_layer
+
+    run(widget)
+    layer = viewer.layers["field denoised"]
+    path = tmp_path / "out.fits"
+    write_fits_layer(str(path), layer.data, layer.as_layer_data_tuple()[1])
+    header = fits.getheader(path)
+    assert header["OBJECT"] == "test field"
+    assert header["ADMODEL"] == "random-test" and header["ADSTRNTH"] == 1.0
+    assert any("denoised with model random-test" in str(h) for h in header["HISTORY"])
