@@ -102,7 +102,7 @@ def test_many_files_load_the_model_once(tmp_path, capsys, random_model, monkeypa
     monkeypatch.setattr(weights, "load_model", lambda *a, **k: calls.append(a) or real(*a, **k))
     for i in range(3):
         _sky_file(tmp_path / f"f{i}.fits", seed=i)
-    code, out, _ = _run(
+    code, _out, _ = _run(
         capsys,
         "denoise",
         *(tmp_path / f"f{i}.fits" for i in range(3)),
