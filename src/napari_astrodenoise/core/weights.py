@@ -244,6 +244,7 @@ def save_model(
     os.close(fd)
     try:
         save_file(state, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped model must be readable by all
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,171 @@
+"""A few-step training run on tiny tiles: the loss goes down, resume and export work end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from training.data import REPO_ROOT
+from training.export import export_run
+from training.train import load_checkpoint, load_config, main, parse_config, train
+
+from napari_astrodenoise.core.pipeline import denoise
+from napari_astrodenoise.core.weights import load_model
+
+TINY_TOML = """
+[run]
+name = "tiny"
+seed = 3
+threads = 1
+device = "cpu"
+epochs = 3
+steps_per_epoch = 25
+batch_size = 4
+lr = 3e-3
+warmup_steps = 2
+num_workers = 0
+val_samples = 8
+val_batch_size = 8
+preview_samples = 2
+log_every = 4
+
+[model]
+width = 8
+depth = 2
+
+[data]
+tile = 32
+fits_dir = ""
+real_weight = 0.0
+
+[noise]
+p_identity = 0.0
+p_low_noise = 0.0
+
+[export]
+name = "tiny-test"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The documented command on a tiny config, with --export: (run folder, export folder)."""
+    root = tmp_path_factory.mktemp("tiny")
+    config = root / "tiny.toml"
+    config.write_text(TINY_TOML)
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "--out",
+                str(root / "run"),
+                "--no-progress",
+                "--export",
+                str(root / "export"),
+            ]
+        )
+        == 0
+    )
+    return root / "run", root / "export"
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_loss_goes_down(tiny_run):
+    run_dir, _ = tiny_run
+    metrics = _metrics(run_dir)
+    assert [m["epoch"] for m in metrics] == [0, 1, 2, 3]
+    assert metrics[-1]["val_total"] < 0.9 * metrics[0]["val_total"]
+    assert metrics[-1]["psnr"] > metrics[0]["psnr"] + 0.5
+    for key in (
+        "train_l1",
+        "train_ssim",
+        "train_brightness",
+        "train_tv",
+        "train_mask",
+        "val_mask",
+        "ssim",
+        "lr",
+    ):
+        assert np.isfinite(metrics[-1][key]), key
+
+
+def test_the_run_folder_holds_checkpoints_previews_and_logs(tiny_run):
+    run_dir, _ = tiny_run
+    for name in (
+        "config.json",
+        "summary.json",
+        "steps.jsonl",
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.name for p in (run_dir / "previews").glob("*.png")) == [
+        f"epoch_{i:03d}.png" for i in range(4)
+    ]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 75 and summary["device"] == "cpu"
+
+
+def test_the_export_loads_and_denoises_through_the_package(tiny_run):
+    _, export_dir = tiny_run
+    path = export_dir / "tiny-test.json"
+    cfg = json.loads(path.read_text())
+    assert cfg["default"] is False
+    assert cfg["training"]["steps"] == 75 and cfg["training"]["device"] == "cpu"
+    assert {"psnr", "ssim", "val_total"} <= set(cfg["validation"])
+    assert (export_dir / "tiny-test.safetensors").stat().st_size < 10 * 2**20
+    loaded = load_model(path)
+    assert loaded.sha256 == cfg["sha256"] and loaded.config["architecture"]["width"] == 8
+    rng = np.random.default_rng(0)
+    image = rng.normal(200.0, 10.0, (48, 40)).astype(np.float32)
+    out = denoise(image, model=path, tile_size=32, device="cpu")
+    assert out.shape == image.shape and np.isfinite(out).all()
+    colour = rng.normal(200.0, 10.0, (3, 40, 48)).astype(np.float32)
+    assert (
+        denoise(colour, model=path, tile_size=32, channel_axis=0, device="cpu").shape
+        == colour.shape
+    )
+
+
+def test_resuming_continues_where_an_uninterrupted_run_would_be(tmp_path, tiny_run):
+    run_dir, _ = tiny_run
+    config = parse_config(json.loads((run_dir / "config.json").read_text()))
+    config.run.epochs, config.run.steps_per_epoch = 2, 6
+    config.run.validate_first, config.run.preview_samples = False, 0
+    first = train(config, tmp_path / "a", progress=False, stop_after=1)
+    assert first["epochs"] == 1 and first["steps"] == 6
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config, tmp_path / "a", progress=False)
+    summary = train(config, tmp_path / "a", resume=True, progress=False)
+    assert summary["epochs"] == 2 and summary["steps"] == 12
+    straight = train(config, tmp_path / "b", progress=False)
+    assert straight["steps"] == 12
+    a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_shipping_marks_the_model_default_and_clears_the_others(tmp_path, tiny_run, monkeypatch):
+    run_dir, _ = tiny_run
+    import training.export as export
+
+    monkeypatch.setattr(export, "MODELS_DIR", tmp_path)
+    old = export_run(run_dir, tmp_path, name="older", default=True)
+    new = export_run(run_dir, ship=True, name="newer")
+    assert new.parent == tmp_path
+    assert json.loads(new.read_text())["default"] is True
+    assert json.loads(old.read_text())["default"] is False
+
+
+@pytest.mark.parametrize("name", ["quick", "gpu"])
+def test_the_shipped_configurations_parse(name):
+    config = load_config(REPO_ROOT / "training" / "configs" / f"{name}.toml")
+    assert config.run.name == name
+    assert config.data.tile == (128 if name == "quick" else 256)
