@@ -281,10 +281,10 @@ def _cmd_seams(args: argparse.Namespace) -> None:
 def _cmd_models(_args: argparse.Namespace) -> None:
     import json
 
-    from napari_astrodenoise.core.weights import _configs, default_model_name
+    from napari_astrodenoise.core.weights import model_configs, default_model_name
 
     default = default_model_name()
-    configs = _configs()
+    configs = model_configs()
     if not configs:
         print("no trained model ships with this installation")
     for name, path in configs.items():

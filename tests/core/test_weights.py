@@ -64,7 +64,7 @@ def test_a_tampered_weights_file_is_refused(tmp_path):
 
 def test_registry_lists_shipped_models_default_first(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "MODELS_DIR", tmp_path)
-    monkeypatch.setattr(weights._configs, "__defaults__", (tmp_path,))
+    monkeypatch.setattr(weights.model_configs, "__defaults__", (tmp_path,))
     assert weights.list_models() == []
     with pytest.raises(ModelNotFoundError, match="no trained default model"):
         load_model("default")

@@ -114,7 +114,7 @@ def provenance(settings: dict) -> dict:
     cards = {
         "ADVERS": (__version__, "napari-astrodenoise version"),
         "ADMODEL": (settings["model"], "denoising model name"),
-        "ADMSHA": (settings["sha256"], "sha256 of the model weights"),
+        "ADMSHA": (settings["sha256"], ""),  # 64 hex digits fill the card: no comment
         "ADSTRNTH": (float(settings["strength"]), "denoise strength, 0..1"),
         "ADSTARPR": (float(settings["star_protection"]), "star protection, 0..1"),
         "ADTILE": (int(settings["tile_size"]), "tile size, px"),

@@ -72,7 +72,8 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _configs(folder: Path = MODELS_DIR) -> dict[str, Path]:
+def model_configs(folder: Path = MODELS_DIR) -> dict[str, Path]:
+    """Shipped models: name -> JSON config path (files of another format are ignored)."""
     out = {}
     for path in sorted(folder.glob("*.json")):
         try:
@@ -86,14 +87,14 @@ def _configs(folder: Path = MODELS_DIR) -> dict[str, Path]:
 
 def list_models() -> list[str]:
     """Names of the models shipped inside the package, the default first."""
-    names = list(_configs())
+    names = list(model_configs())
     default = default_model_name()
     return sorted(names, key=lambda n: (n != default, n))
 
 
 def default_model_name() -> str | None:
     """Name of the shipped default model, or None while no trained model ships."""
-    for name, path in _configs().items():
+    for name, path in model_configs().items():
         if json.loads(path.read_text()).get("default"):
             return name
     return None
@@ -111,7 +112,7 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
             )
             raise ModelNotFoundError(msg)
         text = name
-    registry = _configs()
+    registry = model_configs()
     if text in registry:
         return registry[text]
     path = Path(text).expanduser()
