@@ -281,7 +281,7 @@ def _cmd_seams(args: argparse.Namespace) -> None:
 def _cmd_models(_args: argparse.Namespace) -> None:
     import json
 
-    from napari_astrodenoise.core.weights import model_configs, default_model_name
+    from napari_astrodenoise.core.weights import default_model_name, model_configs
 
     default = default_model_name()
     configs = model_configs()
