@@ -430,34 +430,12 @@ def iter_tiled(
     return _run_tiles(image, predictor, layout, window, batch_size, out_channels)
 
 
-def tiled_apply(
-    image: np.ndarray,
-    predictor: Predictor,
-    *,
-    tile_size: int = 256,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
-    sigma_scale: float = 0.125,
-    batch_size: int = 4,
-    out_channels: int | None = None,
-    grid_offset: tuple[int, int] = (0, 0),
-) -> np.ndarray:
+def tiled_apply(image: np.ndarray, predictor: Predictor, **options: object) -> np.ndarray:
     """Run `iter_tiled` to the end and return its stitched (C_out, H, W) float32 result.
 
-    Parameters and errors are those of `iter_tiled`.
+    Keyword options and errors are those of `iter_tiled`.
     """
-    gen = iter_tiled(
-        image,
-        predictor,
-        tile_size=tile_size,
-        overlap=overlap,
-        blend=blend,
-        sigma_scale=sigma_scale,
-        batch_size=batch_size,
-        out_channels=out_channels,
-        grid_offset=grid_offset,
-    )
-    return drain(gen)
+    return drain(iter_tiled(image, predictor, **options))
 
 
 def drain(gen: Generator[object, None, np.ndarray]) -> np.ndarray:
