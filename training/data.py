@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from napari_astrodenoise.core.noise import NoiseConfig, random_noise, reference_
 from napari_astrodenoise.core.normalize import AstroStretch, fit_stretch, noise_sigma
 from napari_astrodenoise.core.sky import SkyConfig, simulate_scene
 from napari_astrodenoise.core.starmask import star_mask
+from training.config_tables import checked_table
 
 __all__ = [
     "REPO_ROOT",
@@ -202,12 +203,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, table: Mapping[str, Any]) -> DataConfig:
         """Build from a config-file table; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            msg = f"unknown [data] keys {unknown}; known keys are {sorted(known)}"
-            raise ValueError(msg)
-        return cls(**table)
+        return cls(**checked_table(table, "data", cls))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (tuples as lists)."""
@@ -230,25 +226,19 @@ def resolve_path(path: str | Path | None) -> Path | None:
 
 
 def read_fits_image(path: str | Path) -> np.ndarray | None:
-    """The first 2-D or 3-D image of a FITS file as (C, H, W) float32, or None if it has none.
+    """The first mono or colour image of a FITS file as (C, H, W) float32, or None.
 
-    Integer data are scaled by astropy (BSCALE/BZERO). A 3-D cube must have 1 or 3 planes
-    (NAXIS3). Non-finite pixels are replaced by their channel's median, so that they look
-    like sky (no pixel is NaN in a training tile). The FITS row order (row 1 at the bottom)
-    is kept; tiles are flipped at random anyway.
+    Read with the package's own reader (``fits_io.read_fits``: BSCALE/BZERO applied, a
+    1-plane cube is mono, NAXIS3 = 3 is colour; other stacks are skipped). Non-finite pixels
+    are replaced by their channel's median, so that they look like sky (no pixel is NaN in a
+    training tile). The FITS row order (row 1 at the bottom) is kept; tiles are flipped at
+    random anyway.
     """
-    from astropy.io import fits
+    from napari_astrodenoise.fits_io import read_fits
 
-    with fits.open(path, memmap=False) as hdul:
-        for hdu in hdul:
-            data = getattr(hdu, "data", None)
-            if data is None or not hasattr(data, "ndim") or data.ndim not in (2, 3):
-                continue
-            arr = np.asarray(data, dtype=np.float32)
-            if arr.ndim == 2:
-                arr = arr[np.newaxis]
-            if arr.shape[0] not in (1, 3):
-                continue
+    for image in read_fits(path):
+        if image.kind in ("mono", "rgb"):
+            arr = np.array(image.data, dtype=np.float32).reshape(-1, *image.data.shape[-2:])
             for channel in arr:
                 bad = ~np.isfinite(channel)
                 if bad.all():

@@ -15,12 +15,14 @@ as "how far from the target".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ms_ssim
+
+from training.config_tables import checked_table
 
 __all__ = [
     "LossConfig",
@@ -84,12 +86,7 @@ class LossConfig:
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> LossConfig:
         """Build from a config-file table; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            msg = f"unknown [loss] keys {unknown}; known keys are {sorted(known)}"
-            raise ValueError(msg)
-        return cls(**table)
+        return cls(**checked_table(table, "loss", cls))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from napari_astrodenoise.core.model import ResUNet, ResUNetConfig, count_parameters
 from napari_astrodenoise.core.weights import resolve_device
+from training.config_tables import checked_table
 from training.data import (
     REPO_ROOT,
     DataConfig,
@@ -166,13 +167,7 @@ class Config:
 
 
 def _table(raw: dict, name: str, cls: type) -> dict:
-    table = dict(raw.get(name, {}))
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        msg = f"unknown [{name}] keys {unknown}; known keys are {sorted(known)}"
-        raise ValueError(msg)
-    return table
+    return checked_table(raw.get(name, {}), name, cls)
 
 
 def parse_config(raw: dict) -> Config:
