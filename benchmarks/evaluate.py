@@ -428,9 +428,10 @@ CLASSICAL = {"bm3d": _classical(_bm3d), "nlm": _classical(_nlm), "wavelet": _cla
 METHODS = ("noisy", "model", "bm3d", "nlm", "wavelet")
 
 
-def load_denoiser(spec: str, device: str = "auto"):
-    """``(callable(noisy) -> output, label)`` for ``--model``: default, untrained or a path."""
-    from napari_astrodenoise.core.pipeline import denoise
+def load_denoiser(spec: str, device: str = "auto", flux_lock: float | None = None):
+    """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
+    path, run with ``flux_lock`` (None: the engine's default)."""
+    from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
     if spec == "untrained":
@@ -442,11 +443,15 @@ def load_denoiser(spec: str, device: str = "auto"):
         except ModelNotFoundError as err:
             sys.exit(f"{err}\n(use --model PATH, or --model untrained for a smoke test)")
         label = f"{loaded.name} (sha256 {loaded.sha256[:12]})"
+    lock = FLUX_LOCK if flux_lock is None else flux_lock
+    label += f", flux lock {lock:g} px"
+    name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
 
     def run(noisy: np.ndarray) -> np.ndarray:
-        return denoise(noisy, model=loaded, channel_axis=0 if noisy.ndim == 3 else None)
+        axis = 0 if noisy.ndim == 3 else None
+        return denoise(noisy, model=loaded, channel_axis=axis, flux_lock=lock)
 
-    return run, label, loaded.name
+    return run, label, name
 
 
 def _untrained_model(device: str):
@@ -775,6 +780,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="default", help="default | untrained | PATH")
     p.add_argument("--device", default="auto")
+    p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
     p.add_argument("--quick", action="store_true", help="128 px crops, 2 scenes, one level")
     p.add_argument("--crop", type=int, default=None, help="crop size in px (default 384)")
     p.add_argument("--n-sim", type=int, default=None, help="simulated scenes (default 6)")
@@ -798,7 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"noisy": lambda z: z}
     model_label, model_name = "not run", "nomodel"
     if "model" in args.methods:
-        methods["model"], model_label, model_name = load_denoiser(args.model, args.device)
+        methods["model"], model_label, model_name = load_denoiser(
+            args.model, args.device, args.flux_lock
+        )
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     refs = references(args)
     rows: list[tuple[Case, dict]] = []

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_astrodenoise.core.pipeline import FLUX_LOCK
+
 EXIT_BAD_INPUT = 2
 
 
@@ -32,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="shipped model name or model file")
     p.add_argument("--strength", type=float, default=1.0, help="0..1 (default 1)")
     p.add_argument("--star-protection", type=float, default=0.0, help="0..1 (default 0)")
+    p.add_argument(
+        "--flux-lock",
+        type=float,
+        default=FLUX_LOCK,
+        metavar="PX",
+        help=f"keep flux and colour beyond this Gaussian sigma in px (default {FLUX_LOCK:g})",
+    )
     _add_tiling(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
@@ -169,6 +178,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             model=loaded,
             strength=args.strength,
             star_protection=args.star_protection,
+            flux_lock=args.flux_lock,
             tile_size=args.tile_size,
             overlap=args.overlap,
             blend=args.blend,

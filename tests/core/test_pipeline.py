@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.pipeline import denoise, iter_denoise, seam_map
+from napari_astrodenoise.core.pipeline import denoise, iter_denoise, lock_flux, seam_map
 from napari_astrodenoise.core.tiling import drain
 
 
@@ -99,6 +99,7 @@ def test_provenance_records_model_hash_and_settings(random_model):
     cards = meta["provenance"]
     assert cards["ADMSHA"][0] == random_model.sha256
     assert cards["ADOVERLP"][0] == 0.5 and cards["ADTILE"][0] == 32
+    assert cards["ADFLUXLK"][0] == pipeline.FLUX_LOCK
     assert all(len(key) <= 8 for key in cards)
     assert random_model.sha256[:16] in meta["history"][0]
 
@@ -122,6 +123,8 @@ def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
         ({"blend": "box"}, "blend must be one of"),
         ({"channel_axis": None, "image": np.zeros((3, 8, 8))}, "mono image must be 2-D"),
         ({"star_mask": np.zeros((3, 3))}, "star_mask must have shape"),
+        ({"flux_lock": -1.0}, "flux_lock must be a number of pixels >= 0"),
+        ({"flux_lock": float("nan")}, "flux_lock must be a number of pixels >= 0"),
     ],
 )
 def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
@@ -159,3 +162,59 @@ def test_bayer_mosaic_never_mixes_pixels_behind_different_filters(random_model):
     assert abs(np.median(out[1::2, 1::2]) - 5000) < 20
     with pytest.raises(ValueError, match="bayer=True needs a 2-D raw mosaic"):
         denoise(np.zeros((3, 8, 8)), model=random_model, channel_axis=0, bayer=True)
+
+
+# ------------------------------------------------------------------------------ flux lock
+
+
+@pytest.fixture(scope="module")
+def biased_model(tmp_path_factory):
+    """The identity network plus a constant shift per channel: it moves level and colour."""
+    import torch
+
+    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
+    from napari_astrodenoise.core.weights import load_model, save_model
+
+    module = ResUNet(ResUNetConfig(width=8, depth=2))
+    with torch.no_grad():
+        module.tail.bias[:3] = torch.tensor([-0.5, 0.2, 0.4])
+    path = tmp_path_factory.mktemp("models") / "biased-test.safetensors"
+    save_model(module, path, name="biased-test", softening=3.0)
+    return load_model(path)
+
+
+def test_lock_flux_takes_out_large_scales_and_keeps_pixel_scale_work():
+    rng = np.random.default_rng(1)
+    _, xx = np.mgrid[:128, :128]
+    wave = np.sin(2 * np.pi * xx / 128)
+    small = rng.normal(size=(128, 128))
+    large = (5.0 + 3.0 * wave)[np.newaxis].astype(np.float32)
+    locked = lock_flux(large.copy(), 8.0)[0]
+    assert abs(locked.mean()) < 0.01  # the level shift is gone
+    assert abs(2 * (locked * wave).mean()) < 0.1 * 3.0  # and most of the 128 px wave
+    kept = lock_flux(small[np.newaxis].astype(np.float32), 8.0)[0]
+    assert np.corrcoef(kept.ravel(), small.ravel())[0, 1] > 0.99  # pixel-scale noise stays
+    np.testing.assert_array_equal(lock_flux(large.copy(), 0.0), large)  # 0: off
+
+
+def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
+    img = _sky((3, 96, 96), sigma=10.0)
+    free = denoise(img, model=biased_model, tile_size=32, channel_axis=0, flux_lock=0.0)
+    locked = denoise(img, model=biased_model, tile_size=32, channel_axis=0)
+    shift_free = (free - img).mean(axis=(1, 2))
+    shift_locked = (locked - img).mean(axis=(1, 2))
+    assert np.abs(shift_free).min() > 1.0  # unlocked, each channel's level moves (sigma 10)
+    assert np.abs(shift_locked).max() < 0.01 * np.abs(shift_free).min()
+
+
+def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
+    img = _sky((96, 96), sigma=5.0)
+    yy, xx = np.mgrid[:96, :96]
+    img += 5_000 * np.exp(-((xx - 48) ** 2 + (yy - 47) ** 2) / (2 * 1.5**2))
+    aperture = (xx - 48) ** 2 + (yy - 47) ** 2 <= 30**2
+    flux_in = img[aperture].sum()
+    free = denoise(img, model=random_model, tile_size=32, flux_lock=0.0)
+    locked = denoise(img, model=random_model, tile_size=32, flux_lock=4.0)
+    err_free = abs(free[aperture].sum() - flux_in)
+    err_locked = abs(locked[aperture].sum() - flux_in)
+    assert err_locked < 0.1 * err_free

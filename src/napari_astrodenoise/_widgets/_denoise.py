@@ -14,6 +14,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSlider,
+    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
@@ -35,6 +36,7 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
+from napari_astrodenoise.core.pipeline import FLUX_LOCK
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -114,6 +116,17 @@ class DenoiseWidget(Container):
         self.star_mask = create_widget(
             label="Star mask", annotation=napari.layers.Image | None, value=None
         )
+        self.flux_lock = FloatSpinBox(
+            label="Flux lock (px)",
+            min=0.0,
+            max=256.0,
+            step=1.0,
+            value=FLUX_LOCK,
+            tooltip=(
+                "Keep the input's level, flux and colour at scales beyond this Gaussian "
+                "sigma (pixels). 0: off, the model may also change large-scale patterns."
+            ),
+        )
         self.tile_size = SpinBox(label="Tile size", min=32, max=2048, step=16, value=256)
         self.overlap = FloatSlider(label="Overlap", min=0.0, max=0.75, step=0.05, value=0.25)
         self.blend = ComboBox(label="Blend", choices=("gaussian", "none"), value="gaussian")
@@ -127,6 +140,7 @@ class DenoiseWidget(Container):
                 self.strength,
                 self.star_protection,
                 self.star_mask,
+                self.flux_lock,
                 self.tile_size,
                 self.overlap,
                 self.blend,
@@ -189,6 +203,7 @@ class DenoiseWidget(Container):
         options = {
             "strength": float(self.strength.value),
             "star_protection": float(self.star_protection.value),
+            "flux_lock": float(self.flux_lock.value),
             "tile_size": int(self.tile_size.value),
             "overlap": float(self.overlap.value),
             "blend": str(self.blend.value),

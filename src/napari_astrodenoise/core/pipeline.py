@@ -7,6 +7,11 @@ the whole frame (``normalize``), denoised and mapped back, and only the change t
 (prediction minus input, in the input's units) is blended across tiles and then added to the
 input. An identity network therefore returns the input bit for bit, and Gaussian blending
 averages flux changes, not stretched values.
+
+The stitched change is then flux-locked (:func:`lock_flux`): its low spatial frequencies are
+taken out, so the network may remove noise and reshape detail but cannot move the image's
+level, nor the flux and colour of anything larger than the lock scale. This is what keeps
+repeated denoising from drifting and stops the model from muting faint colour.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from napari_astrodenoise.core.weights import LoadedModel
 
 BLENDS = ("gaussian", "none")
+#: Default flux-lock scale (Gaussian sigma in pixels of the caller's image): see `lock_flux`.
+FLUX_LOCK = 8.0
 # tiles per batch when batch_size is None
 _AUTO_BATCH = {"cpu": 4, "mps": 8, "cuda": 16}
 
@@ -48,7 +55,8 @@ class DenoiseResult:
     layout : Layout
         How the caller's array maps to the engine's (C, H, W) planes.
     settings : dict
-        Model name and hash and every option of the run, for provenance.
+        Model name and hash and every option of the run (``flux_lock`` included: the
+        prediction is already flux-locked), for provenance.
     star_mask : ndarray or None
         Soft mask in [0, 1] used by ``star_protection``, shaped like one image plane of the
         caller's array ((H, W)); measured with :func:`star_mask` defaults on first need.
@@ -124,15 +132,61 @@ def provenance(settings: dict) -> dict:
         "ADSOFTEN": (float(settings["softening"]), "asinh softening, noise sigmas"),
         "ADDEVICE": (settings["device"], "torch device used"),
         "ADBAYER": (bool(settings.get("bayer", False)), "Bayer sub-planes denoised apart"),
+        "ADFLUXLK": (float(settings.get("flux_lock", 0.0)), "flux kept beyond this sigma, px"),
     }
     history = [
         f"napari-astrodenoise {__version__}: denoised with model {settings['model']} "
         f"(sha256 {settings['sha256'][:16]}), strength {settings['strength']:g}, "
         f"star protection {settings['star_protection']:g}, tiles {settings['tile_size']} px, "
         f"overlap {settings['overlap']:g}, blend {settings['blend']}, "
+        f"flux lock {settings.get('flux_lock', 0.0):g} px, "
         f"device {settings['device']}; data kept linear, not clipped or rescaled"
     ]
     return {"provenance": cards, "history": history}
+
+
+def lock_flux(change: np.ndarray, scale: float) -> np.ndarray:
+    """Take the low spatial frequencies out of a change map, plane by plane, in place.
+
+    ``change -= gaussian_filter(change, scale)`` for each (H, W) plane of a (C, H, W) array
+    (reflecting borders). What is left sums to zero over the frame and over any region much
+    larger than ``scale``: adding it to an image keeps the image's level, the flux of every
+    source in apertures beyond a few ``scale``, and the colour of everything larger than
+    ``scale`` (each channel keeps its own flux). Small-scale work (noise removed, a star's
+    profile sharpened, a hot pixel taken out) passes almost unchanged: the part held back at
+    wavelength ``L`` is ``exp(-(2 pi scale / L)^2 / 2)``, at ``scale`` 8 px half at 42 px,
+    a quarter at 30 px and 2 % at 18 px. The cost is a little of the noise the change took
+    away returning at those long wavelengths: about ``1 / (2 sqrt(pi) scale)`` of the
+    noise's amplitude for white noise, 1/28 at 8 px.
+
+    Parameters
+    ----------
+    change : ndarray
+        (C, H, W) float32 (prediction minus input); finite everywhere.
+    scale : float
+        Gaussian sigma in pixels of these planes; 0 leaves ``change`` alone.
+
+    Returns
+    -------
+    ndarray
+        ``change``, modified.
+    """
+    _check_lock(scale)
+    if scale == 0:
+        return change
+    from scipy.ndimage import gaussian_filter
+
+    low = np.empty(change.shape[1:], dtype=change.dtype)
+    for plane in change:
+        gaussian_filter(plane, scale, output=low, mode="reflect")
+        plane -= low
+    return change
+
+
+def _check_lock(scale: float) -> None:
+    if not (np.isfinite(scale) and scale >= 0):
+        msg = f"flux_lock must be a number of pixels >= 0 (0: off), got {scale}"
+        raise ValueError(msg)
 
 
 def _check_unit(name: str, value: float) -> None:
@@ -362,6 +416,7 @@ def iter_denoise(
     bayer: bool = False,
     batch_size: int | None = None,
     star_mask: np.ndarray | None = None,
+    flux_lock: float = FLUX_LOCK,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """Denoise step by step: yields ``(tiles_done, tiles_total)``, returns a DenoiseResult.
 
@@ -371,6 +426,7 @@ def iter_denoise(
     """
     _check_unit("strength", strength)
     _check_unit("star_protection", star_protection)
+    _check_lock(flux_lock)
     layout, chw, filled, bad, predictor, settings = _prepare(
         image,
         channel_axis,
@@ -396,11 +452,19 @@ def iter_denoise(
         batch_size=predictor.batch_size,
         out_channels=chw.shape[0] + 1,
     )
-    prediction = stitched[:-1]
+    prediction = stitched[:-1]  # the network's change, in the input's units
+    if bad.any():
+        prediction[bad] = 0.0
+    # a Bayer sub-plane has half the caller's pixel scale
+    lock_flux(prediction, flux_lock / 2 if layout.bayer else flux_lock)
     prediction += filled
     if bad.any():
         prediction[bad] = chw[bad]
-    settings.update(strength=float(strength), star_protection=float(star_protection))
+    settings.update(
+        strength=float(strength),
+        star_protection=float(star_protection),
+        flux_lock=float(flux_lock),
+    )
     mask = None if star_mask is None else np.asarray(star_mask, dtype=np.float32)
     return DenoiseResult(
         original=chw,
@@ -427,6 +491,7 @@ def denoise(
     bayer: bool = False,
     batch_size: int | None = None,
     star_mask: np.ndarray | None = None,
+    flux_lock: float = FLUX_LOCK,
 ) -> np.ndarray:
     """Denoise a linear astronomical image.
 
@@ -464,6 +529,12 @@ def denoise(
     star_mask : ndarray, optional
         (H, W) soft mask in [0, 1] for ``star_protection``; measured with :func:`star_mask`
         defaults when None.
+    flux_lock : float, optional
+        Keep the input's flux and colour at scales beyond this many pixels (Gaussian sigma,
+        default 8): the network's change loses its low spatial frequencies (:func:`lock_flux`),
+        so the level, large-aperture photometry and the colour of extended emission are the
+        input's. 0 turns it off, letting the model also remove large-scale patterns such as
+        colour blotches (and shift levels and colours, if it errs).
 
     Returns
     -------
@@ -485,6 +556,7 @@ def denoise(
             bayer=bayer,
             batch_size=batch_size,
             star_mask=star_mask,
+            flux_lock=flux_lock,
         )
     )
     return result.output()
