@@ -100,6 +100,10 @@ class DataConfig:
         The asinh softening of the stretch (noise sigmas); stored with the exported model.
     seed : int
         Seed of every draw and of the split.
+    train_stream : int
+        Extra seed for the training tiles alone (0: none). The split and the validation
+        tiles stay those of ``seed``, so a fine-tune with another stream keeps its
+        predecessor's validation set and sees training tiles the predecessor never drew.
     val_fraction : float
         Share of scene ids and of each frame's area kept for validation (default 0.2).
     sim_weight, real_weight, paired_weight : float
@@ -142,6 +146,7 @@ class DataConfig:
     tile: int = 128
     softening: float = 3.0
     seed: int = 0
+    train_stream: int = 0
     val_fraction: float = 0.2
     sim_weight: float = 0.8
     real_weight: float = 0.2
@@ -699,9 +704,10 @@ class TileDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         cfg = self.config
-        rng = np.random.default_rng(
-            np.random.SeedSequence([cfg.seed, _SPLIT_CODE[self.split], self.epoch, int(index)])
-        )
+        key = [cfg.seed, _SPLIT_CODE[self.split], self.epoch, int(index)]
+        if self.split == "train" and cfg.train_stream:
+            key.append(cfg.train_stream)
+        rng = np.random.default_rng(np.random.SeedSequence(key))
         sources = list(self.source_p)
         source = sources[int(rng.choice(len(sources), p=list(self.source_p.values())))]
         scene_id = position = None

@@ -136,6 +136,7 @@ def export_run(
             "torch": torch.__version__,
             "config": config,
             "data": state.get("data", {}),
+            **({"init": state["init"]} if "init" in state else {}),
         },
         "validation": {k: record[k] for k in _VALIDATION_KEYS if k in record},
     }

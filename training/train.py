@@ -100,6 +100,12 @@ class RunConfig:
         bfloat16 autocast on CUDA (ignored elsewhere).
     log_every : int
         Steps between lines of ``steps.jsonl``.
+    init : str
+        Start from these weights instead of a random initialisation (fine-tuning): a run's
+        checkpoint (``runs/quick/checkpoint_best.pt``) or a model the engine loads (a
+        registry name such as ``"astrodenoise-quick"``, or a ``.safetensors`` / ``.json``
+        path). The architecture must match ``[model]``; the optimizer and schedule start
+        fresh. ``""`` (default): random initialisation.
     """
 
     name: str = "run"
@@ -124,6 +130,7 @@ class RunConfig:
     preview_samples: int = 4
     amp: bool = False
     log_every: int = 50
+    init: str = ""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "val_samples", "val_batch_size"):
@@ -505,6 +512,42 @@ def _build(
     return model, optimizer, scheduler
 
 
+def initial_weights(source: str, config: ResUNetConfig) -> tuple[dict, dict]:
+    """State dict and a provenance record of ``[run] init`` (see :class:`RunConfig`).
+
+    The record names the source, its sha256 (models) and the training it already had
+    (epochs, steps, tiles seen, wall time, device), so that an exported fine-tune states its
+    whole history.
+    """
+    if source.endswith(".pt"):
+        ckpt = load_checkpoint(source)
+        arch = ckpt["config"]["model"]
+        state = ckpt["state"]
+        before = {
+            "epochs": state["epoch"],
+            "steps": state["step"],
+            "tiles_seen": state["step"] * ckpt["config"]["run"]["batch_size"],
+            "wall_time_s": round(state["wall_time"], 1),
+        }
+        weights, record = ckpt["model"], {"source": source, **before}
+    else:
+        from napari_astrodenoise.core.weights import load_model
+
+        loaded = load_model(source, device="cpu")
+        arch = {k: v for k, v in loaded.module.config.to_dict().items() if k != "type"}
+        meta = loaded.config.get("training", {})
+        before = {k: meta[k] for k in ("epochs", "steps", "tiles_seen", "wall_time_s", "device")}
+        if "init" in meta:  # the model was itself a fine-tune
+            before["init"] = meta["init"]
+        weights = loaded.module.state_dict()
+        record = {"source": source, "name": loaded.name, "sha256": loaded.sha256, **before}
+    wanted = {k: v for k, v in config.to_dict().items() if k != "type"}
+    if arch != wanted:
+        msg = f"run.init {source!r} has architecture {arch}, the config asks for {wanted}"
+        raise ValueError(msg)
+    return weights, record
+
+
 def _check_resume(stored: dict, config: Config) -> None:
     if stored["model"] != config.to_dict()["model"]:
         msg = f"cannot resume: the checkpoint's model {stored['model']} differs from the config's"
@@ -576,6 +619,11 @@ def train(
     elif last.exists():
         msg = f"{out} already holds a run; pass --resume to continue it or choose another --out"
         raise FileExistsError(msg)
+    else:
+        if run.init:
+            weights, state["init"] = initial_weights(run.init, config.model)
+            model.load_state_dict(weights)
+            log.info("weights from %s (%s)", run.init, state["init"])
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     t0 = time.perf_counter()

@@ -66,6 +66,13 @@ def test_same_seed_gives_the_same_tiles_and_other_seeds_or_epochs_do_not():
     assert not torch.equal(a[0][0], other_epoch[0][0])
 
 
+def test_a_train_stream_draws_new_training_tiles_and_keeps_the_validation_ones():
+    plain, streamed = _sim_dataset(length=4), _sim_dataset(length=4, train_stream=1)
+    assert not torch.equal(plain[0][0], streamed[0][0])
+    val, val_streamed = _sim_dataset("val", length=4), _sim_dataset("val", 4, train_stream=1)
+    torch.testing.assert_close(val[0], val_streamed[0], rtol=0, atol=0)
+
+
 def test_tiles_do_not_depend_on_data_loader_workers():
     ds = _sim_dataset(length=4)
     direct = torch.stack([ds[i][0] for i in range(4)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -164,8 +165,34 @@ def test_shipping_marks_the_model_default_and_clears_the_others(tmp_path, tiny_r
     assert json.loads(old.read_text())["default"] is False
 
 
-@pytest.mark.parametrize("name", ["quick", "gpu"])
+def test_a_fine_tune_starts_from_the_given_weights_and_records_them(tmp_path, tiny_run):
+    run_dir, export_dir = tiny_run
+    config = parse_config(json.loads((run_dir / "config.json").read_text()))
+    config.run.epochs, config.run.steps_per_epoch, config.run.preview_samples = 1, 2, 0
+    config.run.init = str(export_dir / "tiny-test.json")
+    train(config, tmp_path / "ft", progress=False)
+    first = _metrics(tmp_path / "ft")[0]  # epoch 0: the initial weights, before any step
+    assert first["psnr"] == pytest.approx(_metrics(run_dir)[-1]["psnr"], abs=1e-3)
+    ft = export_run(tmp_path / "ft", tmp_path / "export", name="tiny-ft")
+    init = json.loads(ft.read_text())["training"]["init"]
+    assert init["sha256"] == load_model(export_dir / "tiny-test.json").sha256
+    assert init["steps"] == 75
+    config.run.init = str(run_dir / "checkpoint_last.pt")  # a checkpoint works as well
+    train(config, tmp_path / "ft2", progress=False)
+    assert _metrics(tmp_path / "ft2")[0]["psnr"] == pytest.approx(first["psnr"], abs=1e-3)
+
+
+def test_a_fine_tune_of_another_architecture_is_refused(tmp_path, tiny_run):
+    run_dir, _ = tiny_run
+    config = parse_config(json.loads((run_dir / "config.json").read_text()))
+    config.run.init = str(run_dir / "checkpoint_last.pt")
+    config.model = dataclasses.replace(config.model, width=16)
+    with pytest.raises(ValueError, match="architecture"):
+        train(config, tmp_path / "bad", progress=False)
+
+
+@pytest.mark.parametrize("name", ["quick", "gpu", "finetune"])
 def test_the_shipped_configurations_parse(name):
     config = load_config(REPO_ROOT / "training" / "configs" / f"{name}.toml")
     assert config.run.name == name
-    assert config.data.tile == (128 if name == "quick" else 256)
+    assert config.data.tile == (256 if name == "gpu" else 128)
