@@ -58,11 +58,34 @@ def test_reader_declines_a_folder_named_like_fits(tmp_path):
     assert napari_get_reader(str(folder)) is None
 
 
-def test_reader_takes_a_list_of_fits_paths_and_returns_every_layer(crafted_fits):
+def test_files_that_cannot_stack_say_why_and_open_one_by_one(crafted_fits):
     paths = [str(crafted_fits["mef"]), str(crafted_fits["nonfinite"])]
     reader = napari_get_reader(paths)
     assert reader is read_fits_layers
-    assert [kw["name"] for _, kw, _ in reader(paths)] == ["mef[SCI]", "mef[ERR]", "nonfinite"]
+    with pytest.warns(UserWarning, match="mef.fits holds 2 images"):
+        layers = reader(paths)
+    assert [kw["name"] for _, kw, _ in layers] == ["mef[SCI]", "mef[ERR]", "nonfinite"]
+    shapes = [str(crafted_fits["nonfinite"]), str(crafted_fits["float64"])]
+    with pytest.warns(UserWarning, match="shape"):
+        assert len(read_fits_layers(shapes)) == 2
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["mono", "rgb"])
+def test_files_of_one_shape_stack_into_one_layer_with_a_slider(tmp_path, colour):
+    shape = (3, 6, 8) if colour else (6, 8)
+    paths = []
+    for i in range(3):
+        header = fits.Header({"EXPTIME": 10.0 + i})
+        paths.append(str(tmp_path / f"sub_{i}.fits"))
+        fits.PrimaryHDU(np.full(shape, i, np.float32), header=header).writeto(paths[-1])
+    [(data, kwargs, _)] = napari_get_reader(paths)(paths)
+    assert data.shape == ((3, 6, 8, 3) if colour else (3, 6, 8))
+    assert [float(plane.mean()) for plane in data] == [0.0, 1.0, 2.0]  # slider order
+    assert kwargs["rgb"] is colour and kwargs["name"] == "sub_0 (3 files)"
+    assert kwargs["scale"] == (1.0, -1.0, 1.0) and kwargs["translate"] == (0.0, 5.0, 0.0)
+    meta = kwargs["metadata"]
+    assert meta["stack_paths"] == paths
+    assert [h["EXPTIME"] for h in meta["stack_headers"]] == [10.0, 11.0, 12.0]
 
 
 def test_mono_layer_keeps_the_array_and_flips_with_the_transform(crafted_fits):

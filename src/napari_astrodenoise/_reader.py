@@ -9,6 +9,10 @@ images are skipped). A cube of 3 planes is one colour layer: the (3, H, W) array
 as ``np.moveaxis(data, 0, -1)``, a (H, W, 3) view, with ``rgb=True``; other cubes are a
 stack with a slider. Metadata are :func:`napari_astrodenoise.fits_io.layer_metadata`.
 
+Several files (napari passes a list when asked to stack, ``viewer.open(paths, stack=True)``)
+become one stack layer with a slider when each holds one image of the same shape and kind,
+such as a night's subframes; otherwise a warning says why and each file gives its layers.
+
 Orientation
 -----------
 napari draws row 0 at the top; FITS row 1 is the bottom of the picture. The array and its
@@ -41,6 +45,7 @@ also lists ``*.fits``/``*.fit``/``*.fts``/``*.fz``, and ``viewer.open`` defaults
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,7 +59,13 @@ from napari_astrodenoise.fits_io import (
     read_fits,
 )
 
-__all__ = ["display_transform", "fits_layer_data", "napari_get_reader", "read_fits_layers"]
+__all__ = [
+    "display_transform",
+    "fits_layer_data",
+    "napari_get_reader",
+    "read_fits_layers",
+    "stack_layer_data",
+]
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
@@ -89,17 +100,19 @@ def napari_get_reader(path: object) -> Callable[[PathOrPaths], list[LayerData]] 
 
 
 def read_fits_layers(path: PathOrPaths) -> list[LayerData]:
-    """Read FITS file(s) into napari layer data tuples, one per image HDU.
+    """Read FITS file(s) into napari layer data tuples.
 
     Parameters
     ----------
     path : str, os.PathLike or sequence of them
-        One file, or several: the layers of each file in turn (files are not stacked).
+        One file, or several (napari's ``stack=True``).
 
     Returns
     -------
     list of tuple
-        ``(data, kwargs, "image")`` for each image HDU, see :func:`fits_layer_data`.
+        ``(data, kwargs, "image")`` for each image HDU, see :func:`fits_layer_data`; for
+        several files that each hold one image of the same shape and kind, one stack layer
+        (see :func:`stack_layer_data`).
 
     Raises
     ------
@@ -107,7 +120,55 @@ def read_fits_layers(path: PathOrPaths) -> list[LayerData]:
         For the first file that cannot be read, naming it and the reason.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    return [fits_layer_data(image) for item in paths for image in read_fits(item)]
+    images = [read_fits(item) for item in paths]
+    if len(paths) > 1:
+        reason = _why_not_stackable(images)
+        if reason is None:
+            return [stack_layer_data([found[0] for found in images])]
+        warnings.warn(f"not stacked: {reason}; each file is opened as it is", stacklevel=2)
+    return [fits_layer_data(image) for found in images for image in found]
+
+
+def _why_not_stackable(images: list[list[FitsImage]]) -> str | None:
+    first = images[0][0] if images[0] else None
+    for found in images:
+        if len(found) != 1:
+            name = found[0].path.name if found else "a file"
+            return f"{name} holds {len(found)} images, not one"
+        image = found[0]
+        if (image.kind, image.data.shape) != (first.kind, first.data.shape):
+            return (
+                f"{image.path.name} is a {image.kind} image of shape {image.data.shape}, "
+                f"{first.path.name} a {first.kind} image of shape {first.data.shape}"
+            )
+    if first.kind == "stack":
+        return "the files are already stacks"
+    return None
+
+
+def stack_layer_data(images: Sequence[FitsImage]) -> LayerData:
+    """One stack layer, ``(N, H, W)`` or ``(N, H, W, 3)``, from images of one shape and kind.
+
+    The first image gives the name (with `` (N files)``), the metadata and the WCS;
+    ``metadata["stack_paths"]`` lists every file in slider order and
+    ``metadata["stack_headers"]`` their headers. The layer's first axis is the file.
+    """
+    first = images[0]
+    rgb = first.kind == "rgb"
+    data = np.stack([np.moveaxis(im.data, 0, -1) if rgb else im.data for im in images])
+    metadata = layer_metadata(first)
+    metadata["stack_paths"] = [str(im.path) for im in images]
+    metadata["stack_headers"] = [im.header for im in images]
+    kwargs: dict[str, Any] = {
+        "name": f"{first.name} ({len(images)} files)",
+        "metadata": metadata,
+        "rgb": rgb,
+        **display_transform(data.shape, rgb=rgb),
+    }
+    limits = default_contrast_limits(data)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    return data, kwargs, "image"
 
 
 def fits_layer_data(image: FitsImage) -> LayerData:

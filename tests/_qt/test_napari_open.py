@@ -56,6 +56,20 @@ def test_five_plane_cube_opens_as_a_stack_with_a_slider(make_napari_viewer, craf
     np.testing.assert_allclose(layer.data_to_world((2, 0, 0)), (2, 7, 0))
 
 
+def test_files_opened_with_stack_become_one_layer_with_a_slider(make_napari_viewer, tmp_path):
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"light_{i:03d}.fits"))
+        fits.PrimaryHDU(np.full((8, 10), i, np.float32)).writeto(paths[-1])
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(paths, stack=True, plugin=PLUGIN)
+    assert layer.data.shape == (4, 8, 10) and viewer.dims.nsteps[0] == 4
+    assert layer.metadata["stack_paths"] == paths
+    np.testing.assert_allclose(layer.data_to_world((3, 0, 0)), (3, 7, 0))
+    viewer.layers.clear()
+    assert len(viewer.open(paths, stack=False, plugin=PLUGIN)) == 4  # one layer per file
+
+
 def test_real_bayer_frame_opens_as_mono_with_pattern_and_wcs(make_napari_viewer, shared_fits_dir):
     viewer = make_napari_viewer()
     path = shared_fits_dir / "eval" / "ngc7023_seestar_raw_bayer_10s.fits"

@@ -239,6 +239,18 @@ def test_a_raw_bayer_frame_is_denoised_by_colour_sub_planes(viewer, random_model
     assert viewer.layers["raw denoised"].data.shape == (64, 64)
 
 
+def test_a_stack_of_raw_bayer_frames_is_refused_not_mixed():
+    from napari.layers import Image
+
+    from napari_astrodenoise._widgets._common import engine_layout
+
+    raw = Image(np.zeros((8, 8), np.float32), metadata={"bayer_pattern": "RGGB"})
+    assert engine_layout(raw) == {"channel_axis": None, "bayer": True}
+    stack = Image(np.zeros((3, 8, 8), np.float32), metadata={"bayer_pattern": "RGGB"})
+    with pytest.raises(ValueError, match="stack of raw Bayer frames"):
+        engine_layout(stack)
+
+
 @pytest.mark.parametrize(
     ("layer", "message"),
     [

@@ -140,11 +140,18 @@ def engine_layout(layer: Any) -> dict[str, Any]:
     """``channel_axis`` and ``bayer`` for the engine (see `channel_axis`).
 
     A mono layer whose metadata name a Bayer pattern (a raw one-shot-colour frame from the
-    FITS reader) is denoised as its four colour sub-planes.
+    FITS reader) is denoised as its four colour sub-planes. A stack of such frames is
+    refused: its planes would be denoised as mono, mixing pixels behind different filters.
     """
     axis = channel_axis(layer)
-    bayer = axis is None and bool(layer.metadata.get("bayer_pattern"))
-    return {"channel_axis": axis, "bayer": bayer}
+    raw = bool(layer.metadata.get("bayer_pattern"))
+    if raw and axis is not None:
+        msg = (
+            f"'{layer.name}' is a stack of raw Bayer frames; denoise the frames one by one "
+            "(open them without stacking) so that each is split into its colour sub-planes"
+        )
+        raise ValueError(msg)
+    return {"channel_axis": axis, "bayer": raw}
 
 
 def image_hw(layer: Image) -> tuple[int, int]:
