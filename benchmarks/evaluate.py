@@ -214,7 +214,8 @@ def _bayer_planes(raw: np.ndarray, pattern: str) -> dict[str, list[np.ndarray]]:
 
 
 def _binned_frame(data: np.ndarray, bayer: str | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """(binned image, binned saturation mask, defects replaced) of a native 2-D frame."""
+    """(binned image, binned saturation mask, defects replaced) of a native 2-D frame or a
+    (C, H, W) cube (each plane on its own; saturated where any plane is)."""
     data = np.asarray(data, dtype=np.float64)
     top = float(np.nanmax(data))
     clipped = data >= top - 0.005 * abs(top)
@@ -231,6 +232,11 @@ def _binned_frame(data: np.ndarray, bayer: str | None) -> tuple[np.ndarray, np.n
             chans.append(np.mean(fixed, axis=0))
         saturated = np.any([s for c in "RGB" for s in sat_planes[c]], axis=0)
         return np.stack(chans), saturated, n_fixed
+    if data.ndim == 3:
+        planes = [_binned_frame(plane, None) for plane in data]
+        image = np.stack([p[0] for p in planes])
+        saturated = np.any([p[1] for p in planes], axis=0)
+        return image, saturated, sum(p[2] for p in planes)
     fixed, n_fixed = remove_defects(data)
     saturated = _bin2(clipped.astype(np.float64)) > 0
     return _bin2(fixed), saturated, n_fixed

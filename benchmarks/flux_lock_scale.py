@@ -1,0 +1,124 @@
+"""Choose the flux-lock scale on a tuning set that is not the evaluation set.
+
+The engine's flux lock (``pipeline.lock_flux``) takes the Gaussian low-pass of scale ``s``
+out of the network's change. Small ``s`` holds flux and colour on small scales but gives
+back more of the noise's own large-scale part (about 1 / (2 sqrt(pi) s) of its amplitude);
+large ``s`` the reverse. This script measures the trade-off so that the default is chosen on
+data the evaluation never uses:
+
+- simulated scenes with seeds 20_000_000 + i (the evaluation uses 10_000_000 + i, training
+  draws far below both), presets in turn, colour and mono alternating;
+- the real frames of ``../shared/data/fits/train/`` (the training frames: their own noise
+  is in the reference, so the gain is capped as in ``evaluate.py``), prepared by
+  ``evaluate.real_reference`` (defects, 2x2 bin, star-rich crop);
+
+each at the three noise levels of ``evaluate.py``. The network runs once per case with the
+lock off; each scale is then ``input + lock_flux(prediction - input, s)``, which is what
+``denoise(..., flux_lock=s)`` returns for finite, non-Bayer input. Prints a markdown table
+(mean PSNR gain on simulated and real cases, median star-flux error, mean |flux bias|) and
+writes it to ``benchmarks/results/flux_lock_scale_<model>.md``.
+
+    .venv/bin/python benchmarks/flux_lock_scale.py [--model default|PATH] [--n-sim 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import evaluate as ev
+from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise, lock_flux
+from napari_astrodenoise.core.weights import load_model
+
+TUNE_SIM_SEED_BASE = 20_000_000
+TUNE_NOISE_SEED_BASE = 21_000_000
+TRAIN_DIR = ev.ROOT.parent / "shared" / "data" / "fits" / "train"
+# the SDSS bands are the planes of the colour cube: measured once, as the cube
+TRAIN_IMAGES = ("m51_kpno_b600s.fits", "m67_dss_poss1.fits", "ngc6976_sdss_irg_rgbcube.fits")
+SCALES = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _references(n_sim: int, crop: int) -> list[ev.Reference]:
+    refs = [ev.simulated_reference(i, crop, seed_base=TUNE_SIM_SEED_BASE) for i in range(n_sim)]
+    if TRAIN_DIR.is_dir():
+        refs += [ev.real_reference(TRAIN_DIR / name, crop) for name in TRAIN_IMAGES]
+    else:
+        print(f"training frames not found at {TRAIN_DIR}: simulated cases only", file=sys.stderr)
+    return [ev.prepare(r) for r in refs]
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="default")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--n-sim", type=int, default=12)
+    p.add_argument("--crop", type=int, default=256)
+    args = p.parse_args(argv)
+    loaded = load_model(args.model, device=args.device)
+    start = time.perf_counter()
+    refs = _references(args.n_sim, args.crop)
+    per_scale: dict[float, dict[str, list[float]]] = {
+        s: {"sim": [], "real": [], "flux_err": [], "flux_bias": []} for s in SCALES
+    }
+    for i, ref in enumerate(refs):
+        for j, level in enumerate(ev.LEVELS.values()):
+            case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
+            axis = 0 if case.noisy.ndim == 3 else None
+            free = denoise(case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0)
+            change = (free - case.noisy).reshape(-1, *free.shape[-2:])
+            noisy_psnr = ev.score(case, case.noisy)["psnr"]
+            for s in SCALES:
+                locked = lock_flux(change.copy(), s).reshape(free.shape) + case.noisy
+                metrics = ev.score(case, locked)
+                per_scale[s]["sim" if ref.kind == "sim" else "real"].append(
+                    metrics["psnr"] - noisy_psnr
+                )
+                per_scale[s]["flux_err"].append(metrics["flux_err"])
+                per_scale[s]["flux_bias"].append(abs(metrics["flux_bias"]))
+        print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    n_sim_cases, n_real_cases = len(per_scale[0.0]["sim"]), len(per_scale[0.0]["real"])
+    lines = [
+        f"# Flux-lock scale on the tuning set: {loaded.name}",
+        "",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}). Tuning set (never the "
+        f"evaluation set): {n_sim_cases} simulated cases (seeds {TUNE_SIM_SEED_BASE} + i) and "
+        f"{n_real_cases} cases from the training frames ({', '.join(TRAIN_IMAGES)}), "
+        f"{args.crop} px crops, the three noise levels of evaluate.py. Engine default: "
+        f"{FLUX_LOCK:g} px.",
+        "",
+        "Command: `.venv/bin/python benchmarks/flux_lock_scale.py`",
+        "",
+        "| flux lock px | mean gain dB, simulated | mean gain dB, real | mean gain dB, all "
+        "| median flux err | median abs flux bias |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SCALES:
+        d = per_scale[s]
+        lines.append(
+            f"| {'off' if s == 0 else f'{s:g}'} | {_mean(d['sim']):+.2f} | "
+            f"{_mean(d['real']):+.2f} | {_mean(d['sim'] + d['real']):+.2f} | "
+            f"{100 * _median(d['flux_err']):.2f} % | {100 * _median(d['flux_bias']):.2f} % |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    ev.RESULTS.mkdir(parents=True, exist_ok=True)
+    out = ev.RESULTS / f"flux_lock_scale_{loaded.name}.md"
+    out.write_text(text)
+    print(f"written {out.relative_to(ev.ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
