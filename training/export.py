@@ -77,6 +77,7 @@ def export_run(
     ship: bool = False,
     default: bool | None = None,
     checkpoint: str = "best",
+    description: str | None = None,
 ) -> Path:
     """Write a run's model as ``<name>.safetensors`` + ``<name>.json``.
 
@@ -94,6 +95,8 @@ def export_run(
         Mark as default (default: ``ship``).
     checkpoint : {"best", "last"}
         Lowest validation loss (default) or the last epoch.
+    description : str, optional
+        One line for the model's JSON (default: ``[export] description`` of the run's config).
 
     Returns
     -------
@@ -121,7 +124,8 @@ def export_run(
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     record = state["history"][-1] if state["history"] else {}
     extra = {
-        "description": config.get("export", {}).get(
+        "description": description
+        or config.get("export", {}).get(
             "description",
             "ResUNet denoiser for linear astronomical images (network space: asinh stretch)",
         ),
@@ -174,11 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--name", help="model name (default: [export] name of the run's config)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--description", help="one line (default: [export] description of the run)")
     args = p.parse_args(argv)
     if not (args.out or args.ship):
         p.error("give --out DIR or --ship")
     path = export_run(
-        args.run_dir, args.out, name=args.name, ship=args.ship, checkpoint=args.checkpoint
+        args.run_dir,
+        args.out,
+        name=args.name,
+        ship=args.ship,
+        checkpoint=args.checkpoint,
+        description=args.description,
     )
     cfg = json.loads(path.read_text())
     print(

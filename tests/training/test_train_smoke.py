@@ -173,7 +173,8 @@ def test_a_fine_tune_starts_from_the_given_weights_and_records_them(tmp_path, ti
     train(config, tmp_path / "ft", progress=False)
     first = _metrics(tmp_path / "ft")[0]  # epoch 0: the initial weights, before any step
     assert first["psnr"] == pytest.approx(_metrics(run_dir)[-1]["psnr"], abs=1e-3)
-    ft = export_run(tmp_path / "ft", tmp_path / "export", name="tiny-ft")
+    ft = export_run(tmp_path / "ft", tmp_path / "export", name="tiny-ft", description="ft")
+    assert json.loads(ft.read_text())["description"] == "ft"
     init = json.loads(ft.read_text())["training"]["init"]
     assert init["sha256"] == load_model(export_dir / "tiny-test.json").sha256
     assert init["steps"] == 75
