@@ -434,9 +434,11 @@ CLASSICAL = {"bm3d": _classical(_bm3d), "nlm": _classical(_nlm), "wavelet": _cla
 METHODS = ("noisy", "model", "bm3d", "nlm", "wavelet")
 
 
-def load_denoiser(spec: str, device: str = "auto", flux_lock: float | None = None):
+def load_denoiser(
+    spec: str, device: str = "auto", flux_lock: float | None = None, ensemble: int = 1
+):
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
-    path, run with ``flux_lock`` (None: the engine's default)."""
+    path, run with ``flux_lock`` (None: the engine's default) and ``ensemble``."""
     from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
@@ -450,12 +452,13 @@ def load_denoiser(spec: str, device: str = "auto", flux_lock: float | None = Non
             sys.exit(f"{err}\n(use --model PATH, or --model untrained for a smoke test)")
         label = f"{loaded.name} (sha256 {loaded.sha256[:12]})"
     lock = FLUX_LOCK if flux_lock is None else flux_lock
-    label += f", flux lock {lock:g} px"
+    label += f", flux lock {lock:g} px, self-ensemble {ensemble}"
     name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
+    name += "" if ensemble == 1 else f"_ens{ensemble}"
 
     def run(noisy: np.ndarray) -> np.ndarray:
         axis = 0 if noisy.ndim == 3 else None
-        return denoise(noisy, model=loaded, channel_axis=axis, flux_lock=lock)
+        return denoise(noisy, model=loaded, channel_axis=axis, flux_lock=lock, ensemble=ensemble)
 
     return run, label, name
 
@@ -787,6 +790,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="default | untrained | PATH")
     p.add_argument("--device", default="auto")
     p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
+    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
     p.add_argument("--quick", action="store_true", help="128 px crops, 2 scenes, one level")
     p.add_argument("--crop", type=int, default=None, help="crop size in px (default 384)")
     p.add_argument("--n-sim", type=int, default=None, help="simulated scenes (default 6)")
@@ -811,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     model_label, model_name = "not run", "nomodel"
     if "model" in args.methods:
         methods["model"], model_label, model_name = load_denoiser(
-            args.model, args.device, args.flux_lock
+            args.model, args.device, args.flux_lock, args.ensemble
         )
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     refs = references(args)

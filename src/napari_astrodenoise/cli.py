@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_astrodenoise.core.pipeline import FLUX_LOCK
+from napari_astrodenoise.core.pipeline import ENSEMBLES, FLUX_LOCK
 
 EXIT_BAD_INPUT = 2
 
@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         default=FLUX_LOCK,
         metavar="PX",
         help=f"keep flux and colour beyond this Gaussian sigma in px (default {FLUX_LOCK:g})",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=ENSEMBLES,
+        default=1,
+        help="average the network over this many flips/transposes of each tile (default 1)",
     )
     _add_tiling(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
@@ -179,6 +186,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             strength=args.strength,
             star_protection=args.star_protection,
             flux_lock=args.flux_lock,
+            ensemble=args.ensemble,
             tile_size=args.tile_size,
             overlap=args.overlap,
             blend=args.blend,

@@ -82,6 +82,7 @@ def test_run_adds_denoised_and_residual_layers_placed_with_provenance(viewer, wi
         assert cards["ADMODEL"][0] == "random-test"
         assert cards["ADTILE"][0] == 64
         assert cards["ADFLUXLK"][0] == widget.flux_lock.value == 8.0
+        assert cards["ADENSMBL"][0] == widget.ensemble.value == 1
     np.testing.assert_allclose(residual.data, source.data - denoised.data, atol=1e-3)
     assert not np.array_equal(denoised.data, source.data)  # the random model changes pixels
     assert denoised.contrast_limits == pytest.approx(source.contrast_limits)

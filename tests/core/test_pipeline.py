@@ -21,9 +21,19 @@ def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
     [((45, 70), None), ((3, 40, 52), 0), ((40, 52, 3), -1), ((5, 33, 33), 0), ((1, 30, 30), 0)],
     ids=["mono", "rgb-first", "rgb-last", "stack-5", "single-plane"],
 )
-def test_identity_model_returns_the_input_bit_for_bit(identity_model, shape, channel_axis):
+@pytest.mark.parametrize("ensemble", [1, 8])
+def test_identity_model_returns_the_input_bit_for_bit(
+    identity_model, shape, channel_axis, ensemble
+):
     img = _sky(shape)
-    out = denoise(img, model=identity_model, tile_size=32, overlap=0.25, channel_axis=channel_axis)
+    out = denoise(
+        img,
+        model=identity_model,
+        tile_size=32,
+        overlap=0.25,
+        channel_axis=channel_axis,
+        ensemble=ensemble,
+    )
     assert out.shape == img.shape
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, img)
@@ -100,6 +110,7 @@ def test_provenance_records_model_hash_and_settings(random_model):
     assert cards["ADMSHA"][0] == random_model.sha256
     assert cards["ADOVERLP"][0] == 0.5 and cards["ADTILE"][0] == 32
     assert cards["ADFLUXLK"][0] == pipeline.FLUX_LOCK
+    assert cards["ADENSMBL"][0] == 1
     assert all(len(key) <= 8 for key in cards)
     assert random_model.sha256[:16] in meta["history"][0]
 
@@ -124,6 +135,7 @@ def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
         ({"channel_axis": None, "image": np.zeros((3, 8, 8))}, "mono image must be 2-D"),
         ({"star_mask": np.zeros((3, 3))}, "star_mask must have shape"),
         ({"flux_lock": -1.0}, "flux_lock must be a number of pixels >= 0"),
+        ({"ensemble": 3}, "ensemble must be one of"),
         ({"flux_lock": float("nan")}, "flux_lock must be a number of pixels >= 0"),
     ],
 )
@@ -218,3 +230,41 @@ def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
     err_free = abs(free[aperture].sum() - flux_in)
     err_locked = abs(locked[aperture].sum() - flux_in)
     assert err_locked < 0.1 * err_free
+
+
+# ------------------------------------------------------------------------------ self-ensemble
+
+_FLIPS = [
+    lambda a: a[..., ::-1, :],
+    lambda a: a[..., :, ::-1],
+    lambda a: a[..., ::-1, ::-1],
+]
+_TRANSPOSES = [lambda a: a.swapaxes(-1, -2), lambda a: a.swapaxes(-1, -2)[..., ::-1, :]]
+
+
+@pytest.mark.parametrize(("ensemble", "views"), [(4, _FLIPS), (8, _FLIPS + _TRANSPOSES)])
+def test_an_ensemble_is_as_symmetric_as_its_group_and_a_single_pass_is_not(
+    random_model, ensemble, views
+):
+    from napari_astrodenoise.core.normalize import fit_stretch
+
+    tiles = np.stack([_sky((3, 32, 32), seed=6), _sky((3, 32, 32), seed=7)])
+    stretch = fit_stretch(tiles[0])  # one fixed stretch: the network's symmetry alone
+
+    def predict(x, k):
+        return pipeline._TilePredictor(random_model, stretch, 3, 4, k)(np.ascontiguousarray(x))
+
+    base, single = predict(tiles, ensemble), predict(tiles, 1)
+    asymmetry = 0.0
+    for view in views:  # change and star mask alike
+        np.testing.assert_allclose(predict(view(tiles), ensemble), view(base), atol=1e-4)
+        asymmetry = max(asymmetry, np.abs(predict(view(tiles), 1) - view(single)).max())
+    assert asymmetry > 0.01
+
+
+def test_an_ensemble_is_recorded_and_changes_the_output(random_model):
+    img = _sky((3, 48, 48))
+    one = drain(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0))
+    four = drain(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0, ensemble=4))
+    assert four.provenance()["provenance"]["ADENSMBL"][0] == 4
+    assert np.abs(four.output() - one.output()).max() > 0.01

@@ -36,7 +36,7 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
-from napari_astrodenoise.core.pipeline import FLUX_LOCK
+from napari_astrodenoise.core.pipeline import ENSEMBLES, FLUX_LOCK
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -127,6 +127,15 @@ class DenoiseWidget(Container):
                 "sigma (pixels). 0: off, the model may also change large-scale patterns."
             ),
         )
+        self.ensemble = ComboBox(
+            label="Ensemble",
+            choices=ENSEMBLES,
+            value=1,
+            tooltip=(
+                "Average the network over this many flips / transposes of each tile: "
+                "cleaner, and that many times slower."
+            ),
+        )
         self.tile_size = SpinBox(label="Tile size", min=32, max=2048, step=16, value=256)
         self.overlap = FloatSlider(label="Overlap", min=0.0, max=0.75, step=0.05, value=0.25)
         self.blend = ComboBox(label="Blend", choices=("gaussian", "none"), value="gaussian")
@@ -141,6 +150,7 @@ class DenoiseWidget(Container):
                 self.star_protection,
                 self.star_mask,
                 self.flux_lock,
+                self.ensemble,
                 self.tile_size,
                 self.overlap,
                 self.blend,
@@ -204,6 +214,7 @@ class DenoiseWidget(Container):
             "strength": float(self.strength.value),
             "star_protection": float(self.star_protection.value),
             "flux_lock": float(self.flux_lock.value),
+            "ensemble": int(self.ensemble.value),
             "tile_size": int(self.tile_size.value),
             "overlap": float(self.overlap.value),
             "blend": str(self.blend.value),
