@@ -487,6 +487,34 @@ def chroma(
     return float(spread / level) if level > 0 else float("nan")
 
 
+def peak_ratio(reference: np.ndarray, image: np.ndarray, *, sky: np.ndarray) -> float:
+    """Brightest pixel of ``image`` above the sky, relative to the reference's.
+
+    ``max(image - sky) / max(reference - sky)`` over all pixels and channels. 1 when the
+    brightest core is kept; above 1 when a denoiser sharpens or brightens it (a core that
+    grows pass after pass in the iterated test), below 1 when it flattens it.
+
+    Parameters
+    ----------
+    reference, image : ndarray
+        ``(H, W)`` or ``(C, H, W)`` linear images of one shape.
+    sky : ndarray
+        ``(C,)`` per-channel sky level of the reference, subtracted from both.
+
+    Returns
+    -------
+    float
+        NaN when the reference has no pixel above its sky.
+    """
+    ref, img = _chw(reference), _chw(image)
+    if ref.shape != img.shape:
+        msg = f"images differ in shape: {ref.shape} and {img.shape}"
+        raise ValueError(msg)
+    level = np.asarray(sky, dtype=np.float64).reshape(-1, 1, 1)
+    top = float(np.nanmax(ref - level))
+    return float(np.nanmax(img - level)) / top if top > 0 else float("nan")
+
+
 def star_chroma(image: np.ndarray, xy: np.ndarray, *, fwhm: float) -> float:
     """Median colour saturation of stars: ``std_c(F_c) / mean_c(F_c)`` of aperture fluxes.
 

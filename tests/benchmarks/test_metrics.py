@@ -159,3 +159,14 @@ def test_chroma_of_grey_and_coloured_patches():
     red = grey * np.array([2.0, 1.0, 0.0])[:, None, None]
     assert m.chroma(red, sky=np.zeros(3), mask=mask) == pytest.approx(np.std([2.0, 1.0, 0.0]))
     assert math.isnan(m.chroma(grey[0], sky=np.zeros(1), mask=mask))
+
+
+def test_peak_ratio_follows_the_brightest_core_above_the_sky(field):
+    image, _xy = field
+    sky = np.array([100.0])
+    assert m.peak_ratio(image, image, sky=sky) == pytest.approx(1.0)
+    brighter = 100.0 + 2.0 * (image - 100.0)
+    assert m.peak_ratio(image, brighter, sky=sky) == pytest.approx(2.0)
+    assert math.isnan(m.peak_ratio(np.full((8, 8), 5.0), np.ones((8, 8)), sky=np.array([5.0])))
+    with pytest.raises(ValueError, match="shape"):
+        m.peak_ratio(image, image[:64], sky=sky)
