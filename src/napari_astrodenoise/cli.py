@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_astrodenoise.core.pipeline import ENSEMBLES, FLUX_LOCK
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK
 
 EXIT_BAD_INPUT = 2
 
@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         default=FLUX_LOCK,
         metavar="PX",
         help=f"keep flux and colour beyond this Gaussian sigma in px (default {FLUX_LOCK:g})",
+    )
+    p.add_argument(
+        "--change-limit",
+        type=float,
+        default=CHANGE_LIMIT,
+        metavar="SIGMA",
+        help="keep every pixel within this many noise sigmas of the input; 0: off "
+        f"(default {CHANGE_LIMIT:g})",
     )
     p.add_argument(
         "--ensemble",
@@ -186,6 +194,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             strength=args.strength,
             star_protection=args.star_protection,
             flux_lock=args.flux_lock,
+            change_limit=args.change_limit,
             ensemble=args.ensemble,
             tile_size=args.tile_size,
             overlap=args.overlap,

@@ -1,12 +1,14 @@
-"""The astro stretch: exact inverse, any offset/scale/sign, NaN/inf ignored."""
+"""The astro stretch (exact inverse, any offset/scale/sign, NaN/inf ignored); noise profiles."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from napari_astrodenoise.core.noise import poisson_gaussian
 from napari_astrodenoise.core.normalize import (
     background_level,
+    fit_noise_profile,
     fit_stretch,
     noise_sigma,
     nonfinite_mask,
@@ -94,3 +96,44 @@ def test_bad_arguments_are_refused_with_a_reason():
         fit_stretch(np.zeros((4, 4)), softening=0)
     with pytest.raises(ValueError, match=r"\(H, W\) or \(C, H, W\)"):
         background_level(np.zeros(5))
+
+
+def _poisson_scene(gain: float, read_noise: float, *, seed: int = 0):
+    """(clean, noisy): sky 200 ADU, a nebula-like ramp to 5000 ADU and a few stars."""
+    yy, xx = np.mgrid[:256, :256].astype(np.float64)
+    clean = 200.0 + 4800.0 * (xx / 255.0) ** 2 * np.exp(-(((yy - 128) / 90.0) ** 2))
+    for y, x in ((40, 50), (200, 30), (90, 220)):
+        clean += 20_000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+    noisy = poisson_gaussian(clean, gain=gain, read_noise=read_noise, seed=seed)
+    return clean, noisy
+
+
+@pytest.mark.parametrize(("gain", "read_noise"), [(1.5, 5.0), (0.2, 12.0), (8.0, 2.0)])
+def test_noise_profile_recovers_gain_and_read_noise(gain, read_noise):
+    clean, noisy = _poisson_scene(gain, read_noise)
+    profile = fit_noise_profile(noisy, clean)
+    sky = profile.sky[0]
+    expected_floor = (gain * sky + read_noise**2) / gain**2
+    assert profile.floor[0] == pytest.approx(expected_floor, rel=0.1)
+    assert profile.slope[0] == pytest.approx(1.0 / gain, rel=0.1)
+    sigma = profile.sigma(0, clean)
+    truth = np.sqrt(gain * clean + read_noise**2) / gain
+    assert np.median(np.abs(sigma / truth - 1.0)) < 0.05
+    assert sigma.dtype == np.float32 and sigma.shape == clean.shape
+
+
+def test_noise_profile_ignores_nan_and_needs_matching_shapes():
+    clean, noisy = _poisson_scene(1.5, 5.0)
+    holed = noisy.copy()
+    holed[:60] = np.nan
+    profile = fit_noise_profile(holed, clean)
+    assert np.isfinite(profile.floor).all() and profile.slope[0] == pytest.approx(1 / 1.5, 0.1)
+    assert np.isfinite(profile.sigma(0, np.full((4, 4), np.nan))).all()  # the sky's sigma
+    with pytest.raises(ValueError, match="one shape"):
+        fit_noise_profile(noisy, clean[:100])
+
+
+def test_a_noiseless_image_has_a_zero_profile():
+    flat = np.full((2, 64, 64), 7.0, np.float32)
+    profile = fit_noise_profile(flat, flat)
+    assert (profile.floor == 0).all() and (profile.slope == 0).all()

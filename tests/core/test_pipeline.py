@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.pipeline import denoise, iter_denoise, lock_flux, seam_map
+from napari_astrodenoise.core.noise import poisson_gaussian
+from napari_astrodenoise.core.pipeline import (
+    denoise,
+    iter_denoise,
+    limit_change,
+    lock_flux,
+    seam_map,
+)
 from napari_astrodenoise.core.tiling import drain
 
 
@@ -111,6 +118,8 @@ def test_provenance_records_model_hash_and_settings(random_model):
     assert cards["ADOVERLP"][0] == 0.5 and cards["ADTILE"][0] == 32
     assert cards["ADFLUXLK"][0] == pipeline.FLUX_LOCK
     assert cards["ADENSMBL"][0] == 1
+    assert cards["ADCHGLIM"][0] == pipeline.CHANGE_LIMIT
+    assert set(result.settings["noise_profile"]) == {"sky", "floor", "slope"}
     assert all(len(key) <= 8 for key in cards)
     assert random_model.sha256[:16] in meta["history"][0]
 
@@ -137,6 +146,8 @@ def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
         ({"flux_lock": -1.0}, "flux_lock must be a number of pixels >= 0"),
         ({"ensemble": 3}, "ensemble must be one of"),
         ({"flux_lock": float("nan")}, "flux_lock must be a number of pixels >= 0"),
+        ({"change_limit": -3.0}, "change_limit must be a number of noise sigmas >= 0"),
+        ({"change_limit": float("inf")}, "change_limit must be a number of noise sigmas"),
     ],
 )
 def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
@@ -147,8 +158,10 @@ def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
 
 def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(random_model):
     grey = _sky((32, 32), seed=4)  # one tile, so no blending between the two runs
-    out_mono = denoise(grey, model=random_model, tile_size=32)
-    out_rgb = denoise(np.stack([grey] * 3), model=random_model, tile_size=32, channel_axis=0)
+    # the network path alone: the change limit fits each channel's noise on its own
+    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0}
+    out_mono = denoise(grey, **opts)
+    out_rgb = denoise(np.stack([grey] * 3), channel_axis=0, **opts)
     # mono = inverse(mean of the three network channels); the stretch is monotonic, so the
     # mono answer lies between the channels of the same grey frame run as colour
     eps = 1e-3
@@ -211,8 +224,9 @@ def test_lock_flux_takes_out_large_scales_and_keeps_pixel_scale_work():
 
 def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
     img = _sky((3, 96, 96), sigma=10.0)
-    free = denoise(img, model=biased_model, tile_size=32, channel_axis=0, flux_lock=0.0)
-    locked = denoise(img, model=biased_model, tile_size=32, channel_axis=0)
+    opts = {"model": biased_model, "tile_size": 32, "channel_axis": 0, "change_limit": 0.0}
+    free = denoise(img, flux_lock=0.0, **opts)
+    locked = denoise(img, **opts)
     shift_free = (free - img).mean(axis=(1, 2))
     shift_locked = (locked - img).mean(axis=(1, 2))
     assert np.abs(shift_free).min() > 1.0  # unlocked, each channel's level moves (sigma 10)
@@ -225,11 +239,54 @@ def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
     img += 5_000 * np.exp(-((xx - 48) ** 2 + (yy - 47) ** 2) / (2 * 1.5**2))
     aperture = (xx - 48) ** 2 + (yy - 47) ** 2 <= 30**2
     flux_in = img[aperture].sum()
-    free = denoise(img, model=random_model, tile_size=32, flux_lock=0.0)
-    locked = denoise(img, model=random_model, tile_size=32, flux_lock=4.0)
+    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0}  # the lock alone
+    free = denoise(img, flux_lock=0.0, **opts)
+    locked = denoise(img, flux_lock=4.0, **opts)
     err_free = abs(free[aperture].sum() - flux_in)
     err_locked = abs(locked[aperture].sum() - flux_in)
     assert err_locked < 0.1 * err_free
+
+
+# ------------------------------------------------------------------------------ change limit
+
+
+def _invented_star_case():
+    """(clean, noisy, sigma, denoised): Poisson sky, and a 'denoiser' that adds a star."""
+    gain, read_noise = 1.0, 5.0
+    yy, xx = np.mgrid[:128, :128]
+    clean = 500.0 + 3.0 * xx  # sky with a gradient, 500-880 ADU
+    noisy = poisson_gaussian(clean, gain=gain, read_noise=read_noise, seed=3)
+    sigma = np.sqrt(gain * clean + read_noise**2) / gain
+    invented = 50.0 * 25.0 * np.exp(-((xx - 64) ** 2 + (yy - 60) ** 2) / (2 * 2.0**2))
+    denoised = clean + invented  # the noise removed, and a 50-sigma star made up
+    return clean, noisy.astype(np.float32), sigma, denoised.astype(np.float32)
+
+
+def test_change_limit_cuts_an_invented_star_to_the_noise():
+    _clean, noisy, sigma, denoised = _invented_star_case()
+    out = denoised[np.newaxis].copy()
+    profile = limit_change(out, noisy[np.newaxis], 3.0)
+    change = out[0] - noisy
+    assert (np.abs(change) <= 3.0 * 1.1 * sigma).all()  # the fitted sigma is within 10 %
+    assert change[60, 64] < 0.1 * (denoised - noisy)[60, 64]  # the star is cut to the noise
+    kept = np.abs(denoised - noisy) < 2.5 * sigma
+    np.testing.assert_array_equal(out[0][kept], denoised[kept])  # noise removal untouched
+    assert profile.slope[0] == pytest.approx(1.0, rel=0.15)  # gain 1: Poisson seen
+
+
+def test_change_limit_zero_leaves_the_output_alone():
+    _clean, noisy, _sigma, denoised = _invented_star_case()
+    out = denoised[np.newaxis].copy()
+    assert limit_change(out, noisy[np.newaxis], 0.0) is None
+    np.testing.assert_array_equal(out[0], denoised)
+
+
+def test_change_limit_keeps_a_random_model_near_its_input(random_model):
+    img = _sky((64, 64), sigma=10.0)
+    free = denoise(img, model=random_model, tile_size=32, change_limit=0.0)
+    limited = denoise(img, model=random_model, tile_size=32, change_limit=1.0)
+    assert np.abs(free - img).max() > 3 * np.abs(limited - img).max()
+    assert np.abs(limited - img).max() < 2.0 * 10.0  # ~1 sigma, with the fitted sigma
 
 
 # ------------------------------------------------------------------------------ self-ensemble

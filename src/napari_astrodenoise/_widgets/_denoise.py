@@ -36,7 +36,7 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
-from napari_astrodenoise.core.pipeline import ENSEMBLES, FLUX_LOCK
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -127,6 +127,18 @@ class DenoiseWidget(Container):
                 "sigma (pixels). 0: off, the model may also change large-scale patterns."
             ),
         )
+        self.change_limit = FloatSpinBox(
+            label="Change limit (σ)",
+            min=0.0,
+            max=100.0,
+            step=0.5,
+            value=CHANGE_LIMIT,
+            tooltip=(
+                "Keep every pixel within this many noise sigmas of the input (the noise "
+                "measured on the image itself): nothing brighter can be made up or erased. "
+                "Hot pixels are only lowered by as much. 0: off."
+            ),
+        )
         self.ensemble = ComboBox(
             label="Ensemble",
             choices=ENSEMBLES,
@@ -150,6 +162,7 @@ class DenoiseWidget(Container):
                 self.star_protection,
                 self.star_mask,
                 self.flux_lock,
+                self.change_limit,
                 self.ensemble,
                 self.tile_size,
                 self.overlap,
@@ -214,6 +227,7 @@ class DenoiseWidget(Container):
             "strength": float(self.strength.value),
             "star_protection": float(self.star_protection.value),
             "flux_lock": float(self.flux_lock.value),
+            "change_limit": float(self.change_limit.value),
             "ensemble": int(self.ensemble.value),
             "tile_size": int(self.tile_size.value),
             "overlap": float(self.overlap.value),

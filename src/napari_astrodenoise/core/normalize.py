@@ -1,4 +1,4 @@
-"""Astro stretch of linear data for the network, its exact inverse, and NaN/inf handling.
+"""Astro stretch of linear data for the network, its exact inverse, noise statistics, NaN/inf.
 
 The network never sees raw counts. Each image is mapped, with statistics measured once on the
 whole frame (never per tile, so tiles agree), to
@@ -12,6 +12,10 @@ logarithmically. The same ``scale`` is used for every channel, so colour ratios 
 stretch. The inverse ``x = background + scale * sinh(y)`` is computed in float64, so a
 round trip is exact to float32 precision, and nothing is ever clipped or rescaled to [0, 1].
 
+A :class:`NoiseProfile` is the noise level as a function of the signal, fitted after the
+network has run (:func:`fit_noise_profile`); the pipeline uses it to keep every change the
+network makes within a few noise sigmas of the input.
+
 Non-finite pixels (NaN, +inf, -inf) are ignored by every statistic here, replaced by the
 channel background for the network, and put back in the output by the pipeline.
 """
@@ -21,11 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
 
 # statistics are measured on at most this many pixels per channel (a regular subsample)
 _MAX_SAMPLES = 2_000_000
 # Gaussian sigma from the median absolute deviation
 _MAD_TO_SIGMA = 1.482602218505602
+# noise-profile fit: quantile bins of the signal level, and the fewest pixels a bin needs
+_PROFILE_BINS = 16
+_PROFILE_MIN_PIXELS = 64
 
 
 def _finite_sample(channel: np.ndarray) -> np.ndarray:
@@ -177,3 +185,120 @@ def nonfinite_mask(image: np.ndarray) -> np.ndarray | None:
     """Boolean mask of NaN/inf pixels, or None when every pixel is finite."""
     bad = ~np.isfinite(image)
     return bad if bad.any() else None
+
+
+@dataclass(frozen=True)
+class NoiseProfile:
+    """Per-channel noise level function ``sigma^2(s) = floor + slope * max(s - sky, 0)``.
+
+    The Poisson-Gaussian model of a linear detector image: ``floor`` is the variance at the
+    sky (read noise plus the sky's own photon noise), ``slope`` the variance added per unit
+    of signal above the sky (``1 / gain`` for data in ADU and a gain in electrons per ADU).
+
+    Attributes
+    ----------
+    sky : ndarray
+        (C,) float64 per channel: the level of the faintest pixels (the median signal of the
+        faintest sixteenth), in the data's units; fainter pixels get the floor.
+    floor : ndarray
+        (C,) float64 variance at ``sky``, >= 0.
+    slope : ndarray
+        (C,) float64 variance per unit of signal above ``sky``, >= 0.
+    """
+
+    sky: np.ndarray
+    floor: np.ndarray
+    slope: np.ndarray
+
+    def sigma(self, channel: int, signal: np.ndarray) -> np.ndarray:
+        """Noise sigma at each pixel of one channel's (H, W) signal estimate, float32.
+
+        Non-finite signal gives the sky's sigma.
+        """
+        above = np.asarray(signal, dtype=np.float32) - np.float32(self.sky[channel])
+        np.nan_to_num(above, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.maximum(above, 0.0, out=above)
+        above *= np.float32(self.slope[channel])
+        above += np.float32(self.floor[channel])
+        return np.sqrt(above, out=above)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (for provenance)."""
+        return {key: [float(v) for v in getattr(self, key)] for key in ("sky", "floor", "slope")}
+
+
+def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
+    """Fit the noise level function of ``image`` from its residual against ``signal``.
+
+    The pixels are sorted into 16 bins of equal count by their level in ``signal``; in each
+    bin the residual ``image - signal`` gives a robust variance (median absolute deviation).
+    ``floor + slope * (level - sky)``, with ``sky`` the faintest bin's level, is fitted to
+    those variances by non-negative least squares with relative errors, so faint and bright
+    bins count alike. With a good ``signal`` (a denoised image, or the truth) the residual is the
+    noise itself: unlike :func:`noise_sigma`, this sees correlated noise at its full
+    amplitude, and the photon noise of bright signal. The floor is never set below half
+    the variance measured in the faintest quarter of the bins, so a poor fit cannot forbid
+    all change at the sky.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W) or (H, W) linear data; NaN and inf are ignored.
+    signal : ndarray
+        The same shape: an estimate of the noise-free image (for example the denoised one).
+
+    Returns
+    -------
+    NoiseProfile
+        A channel with too few finite pixels (or no noise at all) gets floor and slope 0.
+    """
+    x, s = _as_chw(image), _as_chw(signal)
+    if x.shape != s.shape:
+        msg = f"image and signal must have one shape, got {x.shape} and {s.shape}"
+        raise ValueError(msg)
+    sky, floor, slope = (np.zeros(len(x)) for _ in range(3))
+    for c in range(len(x)):
+        step = max(1, int(np.ceil(np.sqrt(x[c].size / _MAX_SAMPLES))))
+        level = s[c, ::step, ::step].astype(np.float64).ravel()
+        with np.errstate(invalid="ignore"):  # inf - inf
+            residual = x[c, ::step, ::step].ravel() - level
+        keep = np.isfinite(residual) & np.isfinite(level)
+        bins = _binned_variance(level[keep], residual[keep])
+        if bins is not None:
+            sky[c] = bins[0][0]
+            floor[c], slope[c] = _fit_line(bins[0] - sky[c], *bins[1:])
+        elif keep.any():
+            sky[c] = float(np.median(level[keep]))
+    return NoiseProfile(sky=sky, floor=floor, slope=slope)
+
+
+def _binned_variance(
+    level: np.ndarray, residual: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(level, robust variance, pixel count) of each usable quantile bin, faintest first."""
+    if level.size < _PROFILE_MIN_PIXELS:
+        return None
+    edges = np.quantile(level, np.linspace(0.0, 1.0, _PROFILE_BINS + 1))
+    index = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, _PROFILE_BINS - 1)
+    levels, variances, counts = [], [], []
+    for b in range(_PROFILE_BINS):
+        r = residual[index == b]
+        if r.size < _PROFILE_MIN_PIXELS:
+            continue
+        sigma = _MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))
+        if sigma > 0:
+            levels.append(float(np.median(level[index == b])))
+            variances.append(sigma * sigma)
+            counts.append(r.size)
+    if not levels:
+        return None
+    return np.asarray(levels), np.asarray(variances), np.asarray(counts, dtype=np.float64)
+
+
+def _fit_line(level: np.ndarray, var: np.ndarray, count: np.ndarray) -> tuple[float, float]:
+    """``(floor, slope) >= 0`` of ``var ~ floor + slope * level``, relative errors."""
+    weight = np.sqrt(count) / var
+    design = np.column_stack([np.ones_like(level), level]) * weight[:, None]
+    (floor, slope), _residual = nnls(design, var * weight)
+    faintest = var[np.argsort(level)[: max(1, len(var) // 4)]]
+    return max(float(floor), 0.5 * float(np.median(faintest))), float(slope)
