@@ -435,11 +435,16 @@ METHODS = ("noisy", "model", "bm3d", "nlm", "wavelet")
 
 
 def load_denoiser(
-    spec: str, device: str = "auto", flux_lock: float | None = None, ensemble: int = 1
+    spec: str,
+    device: str = "auto",
+    flux_lock: float | None = None,
+    ensemble: int = 1,
+    change_limit: float | None = None,
 ):
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
-    path, run with ``flux_lock`` (None: the engine's default) and ``ensemble``."""
-    from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise
+    path, run with ``flux_lock`` and ``change_limit`` (None: the engine's defaults) and
+    ``ensemble``."""
+    from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, denoise
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
     if spec == "untrained":
@@ -452,13 +457,22 @@ def load_denoiser(
             sys.exit(f"{err}\n(use --model PATH, or --model untrained for a smoke test)")
         label = f"{loaded.name} (sha256 {loaded.sha256[:12]})"
     lock = FLUX_LOCK if flux_lock is None else flux_lock
-    label += f", flux lock {lock:g} px, self-ensemble {ensemble}"
+    limit = CHANGE_LIMIT if change_limit is None else change_limit
+    label += f", flux lock {lock:g} px, change limit {limit:g} sigma, self-ensemble {ensemble}"
     name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
+    name += "" if limit == CHANGE_LIMIT else f"_limit{limit:g}"
     name += "" if ensemble == 1 else f"_ens{ensemble}"
 
     def run(noisy: np.ndarray) -> np.ndarray:
         axis = 0 if noisy.ndim == 3 else None
-        return denoise(noisy, model=loaded, channel_axis=axis, flux_lock=lock, ensemble=ensemble)
+        return denoise(
+            noisy,
+            model=loaded,
+            channel_axis=axis,
+            flux_lock=lock,
+            change_limit=limit,
+            ensemble=ensemble,
+        )
 
     return run, label, name
 
@@ -790,6 +804,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="default | untrained | PATH")
     p.add_argument("--device", default="auto")
     p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
+    p.add_argument(
+        "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
+    )
     p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
     p.add_argument("--quick", action="store_true", help="128 px crops, 2 scenes, one level")
     p.add_argument("--crop", type=int, default=None, help="crop size in px (default 384)")
@@ -815,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     model_label, model_name = "not run", "nomodel"
     if "model" in args.methods:
         methods["model"], model_label, model_name = load_denoiser(
-            args.model, args.device, args.flux_lock, args.ensemble
+            args.model, args.device, args.flux_lock, args.ensemble, args.change_limit
         )
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     refs = references(args)

@@ -245,6 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="default | untrained | PATH")
     p.add_argument("--device", default="auto")
     p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
+    p.add_argument(
+        "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
+    )
     p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
     p.add_argument("--cycles", type=int, default=None, help="model cycles (default 100)")
     p.add_argument("--with-bm3d", action="store_true", help="also loop BM3D (slow)")
@@ -284,7 +287,7 @@ def subjects(args) -> list[Subject]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model, model_label, model_name = ev.load_denoiser(
-        args.model, args.device, args.flux_lock, args.ensemble
+        args.model, args.device, args.flux_lock, args.ensemble, args.change_limit
     )
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     runs = []

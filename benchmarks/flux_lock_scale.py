@@ -14,7 +14,8 @@ data the evaluation never uses:
 
 each at the three noise levels of ``evaluate.py``. The network runs once per case with the
 lock off; each scale is then ``input + lock_flux(prediction - input, s)``, which is what
-``denoise(..., flux_lock=s)`` returns for finite, non-Bayer input. Prints a markdown table
+``denoise(..., flux_lock=s, change_limit=0)`` returns for finite, non-Bayer input (the change
+limit, applied after the lock, is chosen by ``change_limit.py``). Prints a markdown table
 (mean PSNR gain on simulated and real cases, median star-flux error, mean |flux bias|) and
 writes it to ``benchmarks/results/flux_lock_scale_<model>.md``.
 
@@ -41,7 +42,7 @@ TRAIN_IMAGES = ("m51_kpno_b600s.fits", "m67_dss_poss1.fits", "ngc6976_sdss_irg_r
 SCALES = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
-def _references(n_sim: int, crop: int) -> list[ev.Reference]:
+def tuning_references(n_sim: int, crop: int) -> list[ev.Reference]:
     refs = [ev.simulated_reference(i, crop, seed_base=TUNE_SIM_SEED_BASE) for i in range(n_sim)]
     if TRAIN_DIR.is_dir():
         refs += [ev.real_reference(TRAIN_DIR / name, crop) for name in TRAIN_IMAGES]
@@ -50,12 +51,19 @@ def _references(n_sim: int, crop: int) -> list[ev.Reference]:
     return [ev.prepare(r) for r in refs]
 
 
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if np.isfinite(v)]
 
 
-def _median(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
+def finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (NaN: none)."""
+    finite = _finite(values)
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def finite_median(values: list[float]) -> float:
+    """Median of the finite values (NaN: none)."""
+    finite = _finite(values)
     return float(np.median(finite)) if finite else float("nan")
 
 
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     loaded = load_model(args.model, device=args.device)
     start = time.perf_counter()
-    refs = _references(args.n_sim, args.crop)
+    refs = tuning_references(args.n_sim, args.crop)
     per_scale: dict[float, dict[str, list[float]]] = {
         s: {"sim": [], "real": [], "flux_err": [], "flux_bias": []} for s in SCALES
     }
@@ -76,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         for j, level in enumerate(ev.LEVELS.values()):
             case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
             axis = 0 if case.noisy.ndim == 3 else None
-            free = denoise(case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0)
+            free = denoise(
+                case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0, change_limit=0.0
+            )
             change = (free - case.noisy).reshape(-1, *free.shape[-2:])
             noisy_psnr = ev.score(case, case.noisy)["psnr"]
             for s in SCALES:
@@ -107,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     for s in SCALES:
         d = per_scale[s]
         lines.append(
-            f"| {'off' if s == 0 else f'{s:g}'} | {_mean(d['sim']):+.2f} | "
-            f"{_mean(d['real']):+.2f} | {_mean(d['sim'] + d['real']):+.2f} | "
-            f"{100 * _median(d['flux_err']):.2f} % | {100 * _median(d['flux_bias']):.2f} % |"
+            f"| {'off' if s == 0 else f'{s:g}'} | {finite_mean(d['sim']):+.2f} | "
+            f"{finite_mean(d['real']):+.2f} | {finite_mean(d['sim'] + d['real']):+.2f} | "
+            f"{100 * finite_median(d['flux_err']):.2f} % | "
+            f"{100 * finite_median(d['flux_bias']):.2f} % |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
