@@ -234,11 +234,12 @@ def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
     bin the residual ``image - signal`` gives a robust variance (median absolute deviation).
     ``floor + slope * (level - sky)``, with ``sky`` the faintest bin's level, is fitted to
     those variances by non-negative least squares with relative errors, so faint and bright
-    bins count alike. With a good ``signal`` (a denoised image, or the truth) the residual is the
-    noise itself: unlike :func:`noise_sigma`, this sees correlated noise at its full
-    amplitude, and the photon noise of bright signal. The floor is never set below half
-    the variance measured in the faintest quarter of the bins, so a poor fit cannot forbid
-    all change at the sky.
+    bins count alike. With a good ``signal`` (a denoised image, or the truth) the residual
+    is the noise itself: unlike :func:`noise_sigma`, this sees correlated noise at its full
+    amplitude, and the photon noise of bright signal. The floor is never set below half the
+    variance measured in the faintest quarter of the bins, so a poor fit cannot forbid all
+    change at the sky. At most about 2 million pixels per channel are used (a regular
+    subsample).
 
     Parameters
     ----------
@@ -282,12 +283,13 @@ def _binned_variance(
     index = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, _PROFILE_BINS - 1)
     levels, variances, counts = [], [], []
     for b in range(_PROFILE_BINS):
-        r = residual[index == b]
+        in_bin = index == b
+        r = residual[in_bin]
         if r.size < _PROFILE_MIN_PIXELS:
             continue
         sigma = _MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))
         if sigma > 0:
-            levels.append(float(np.median(level[index == b])))
+            levels.append(float(np.median(level[in_bin])))
             variances.append(sigma * sigma)
             counts.append(r.size)
     if not levels:
