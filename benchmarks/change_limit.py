@@ -18,7 +18,6 @@ writes it to ``benchmarks/results/change_limit_<model>.md``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -31,7 +30,10 @@ from flux_lock_scale import (
     TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
+    gain_cells,
+    tuning_args,
     tuning_references,
+    write_results,
 )
 from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, denoise, limit_change
 from napari_astrodenoise.core.weights import load_model
@@ -47,12 +49,7 @@ def _limited(noisy: np.ndarray, free: np.ndarray, k: float) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--n-sim", type=int, default=12)
-    p.add_argument("--crop", type=int, default=256)
-    args = p.parse_args(argv)
+    args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
     start = time.perf_counter()
     refs = tuning_references(args.n_sim, args.crop)
@@ -91,17 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     for k in LIMITS:
         d = per_limit[k]
         lines.append(
-            f"| {'off' if k == 0 else f'{k:g}'} | {finite_mean(d['sim']):+.2f} | "
-            f"{finite_mean(d['real']):+.2f} | {finite_mean(d['sim'] + d['real']):+.2f} | "
+            f"| {'off' if k == 0 else f'{k:g}'} | {gain_cells(d)} | "
             f"{100 * finite_median(d['flux_err']):.2f} % | {int(np.sum(d['spurious']))} | "
             f"{finite_mean(d['recall']):.3f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    ev.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = ev.RESULTS / f"change_limit_{loaded.name}.md"
-    out.write_text(text)
-    print(f"written {out.relative_to(ev.ROOT)}", file=sys.stderr)
+    write_results(f"change_limit_{loaded.name}", lines)
     return 0
 
 

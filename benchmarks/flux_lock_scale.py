@@ -67,13 +67,36 @@ def finite_median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def tuning_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every tuning-set script takes (model, device, scenes, crop)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--n-sim", type=int, default=12)
     p.add_argument("--crop", type=int, default=256)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def gain_cells(d: dict[str, list[float]]) -> str:
+    """The mean-gain cells (simulated, real, all) of a results row."""
+    return (
+        f"{finite_mean(d['sim']):+.2f} | {finite_mean(d['real']):+.2f} | "
+        f"{finite_mean(d['sim'] + d['real']):+.2f}"
+    )
+
+
+def write_results(stem: str, lines: list[str]) -> None:
+    """Print a markdown table and write it to ``benchmarks/results/<stem>.md``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    ev.RESULTS.mkdir(parents=True, exist_ok=True)
+    out = ev.RESULTS / f"{stem}.md"
+    out.write_text(text)
+    print(f"written {out.relative_to(ev.ROOT)}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
     start = time.perf_counter()
     refs = tuning_references(args.n_sim, args.crop)
@@ -117,17 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in SCALES:
         d = per_scale[s]
         lines.append(
-            f"| {'off' if s == 0 else f'{s:g}'} | {finite_mean(d['sim']):+.2f} | "
-            f"{finite_mean(d['real']):+.2f} | {finite_mean(d['sim'] + d['real']):+.2f} | "
+            f"| {'off' if s == 0 else f'{s:g}'} | {gain_cells(d)} | "
             f"{100 * finite_median(d['flux_err']):.2f} % | "
             f"{100 * finite_median(d['flux_bias']):.2f} % |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    ev.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = ev.RESULTS / f"flux_lock_scale_{loaded.name}.md"
-    out.write_text(text)
-    print(f"written {out.relative_to(ev.ROOT)}", file=sys.stderr)
+    write_results(f"flux_lock_scale_{loaded.name}", lines)
     return 0
 
 
