@@ -63,16 +63,17 @@ class DenoiseResult:
     original : ndarray
         (C, H, W) float32 input, channel first, non-finite pixels as given.
     prediction : ndarray
-        (C, H, W) float32 full-strength network output in the input's units; non-finite input
-        pixels are restored.
+        (C, H, W) float32 full-strength network output in the input's units, flux-locked and
+        change-limited; non-finite input pixels are restored.
     model_mask : ndarray or None
         (C', H', W') float32 star-mask probability from the network's mask head, in the
         engine's planes (one plane; four for a Bayer mosaic).
     layout : Layout
         How the caller's array maps to the engine's (C, H, W) planes.
     settings : dict
-        Model name and hash and every option of the run (``flux_lock`` included: the
-        prediction is already flux-locked), for provenance.
+        Model name and hash and every option of the run (``flux_lock`` and ``change_limit``
+        included: the prediction already has both), and the fitted ``noise_profile``, for
+        provenance.
     star_mask : ndarray or None
         Soft mask in [0, 1] used by ``star_protection``, shaped like one image plane of the
         caller's array ((H, W)); measured with :func:`star_mask` defaults on first need.
