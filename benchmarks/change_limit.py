@@ -7,9 +7,10 @@ into noise removal (white noise passes 2 sigma in 4.6 % of pixels); large ``k`` 
 reverse. This script measures the trade-off on the tuning set of ``flux_lock_scale.py``
 (simulated scenes with seeds 20_000_000 + i, the real frames of
 ``../shared/data/fits/train/``; never ``fits/eval/``), each at the three noise levels of
-``evaluate.py``. The network runs once per case with the limit off and the default flux
-lock; each ``k`` is then ``limit_change`` of that output, which is what
-``denoise(..., change_limit=k)`` returns. Prints a markdown table (mean PSNR gain on
+``evaluate.py``. The network runs once per case with the limit and the lock off; the
+default flux lock is applied to its change (``lock_flux``) and each ``k`` is then
+``limit_change`` of that output, which is what ``denoise(..., change_limit=k)`` returns for
+finite, non-Bayer input. Prints a markdown table (mean PSNR gain on
 simulated and real cases, median star-flux error, spurious stars and star recall) and
 writes it to ``benchmarks/results/change_limit_<model>.md``.
 
@@ -18,57 +19,54 @@ writes it to ``benchmarks/results/change_limit_<model>.md``.
 
 from __future__ import annotations
 
-import sys
-import time
-
 import numpy as np
 
 import evaluate as ev
 from flux_lock_scale import (
     TRAIN_IMAGES,
-    TUNE_NOISE_SEED_BASE,
     TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
     tuning_args,
+    tuning_cases,
     tuning_references,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, denoise, limit_change
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, limit_change, lock_flux
 from napari_astrodenoise.core.weights import load_model
 
 LIMITS = (0.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 
 
-def _limited(noisy: np.ndarray, free: np.ndarray, k: float) -> np.ndarray:
-    """``free`` held within ``k`` noise sigmas of ``noisy`` (as the pipeline does)."""
-    out = free.reshape(-1, *free.shape[-2:]).copy()
+def _locked(noisy: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """(C, H, W) ``free`` with the default flux lock, as the pipeline applies it."""
+    planes = noisy.reshape(-1, *noisy.shape[-2:])
+    return lock_flux(free.reshape(planes.shape) - planes, FLUX_LOCK) + planes
+
+
+def _limited(noisy: np.ndarray, locked: np.ndarray, k: float) -> np.ndarray:
+    """``locked`` held within ``k`` noise sigmas of ``noisy`` (as the pipeline does)."""
+    out = locked.copy()
     limit_change(out, noisy.reshape(out.shape), k)
-    return out.reshape(free.shape)
+    return out.reshape(noisy.shape)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
-    start = time.perf_counter()
     refs = tuning_references(args.n_sim, args.crop)
     keys = ("sim", "real", "flux_err", "spurious", "recall")
     per_limit: dict[float, dict[str, list[float]]] = {k: {n: [] for n in keys} for k in LIMITS}
-    for i, ref in enumerate(refs):
-        for j, level in enumerate(ev.LEVELS.values()):
-            case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
-            axis = 0 if case.noisy.ndim == 3 else None
-            free = denoise(case.noisy, model=loaded, channel_axis=axis, change_limit=0.0)
-            noisy_psnr = ev.score(case, case.noisy)["psnr"]
-            for k in LIMITS:
-                metrics = ev.score(case, _limited(case.noisy, free, k))
-                d = per_limit[k]
-                d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
-                d["flux_err"].append(metrics["flux_err"])
-                d["spurious"].append(metrics["spurious"])
-                d["recall"].append(metrics["recall"])
-        print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
+        locked = _locked(case.noisy, free)
+        for k in LIMITS:
+            metrics = ev.score(case, _limited(case.noisy, locked, k))
+            d = per_limit[k]
+            d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
+            d["flux_err"].append(metrics["flux_err"])
+            d["spurious"].append(metrics["spurious"])
+            d["recall"].append(metrics["recall"])
     n_sim_cases, n_real_cases = len(per_limit[0.0]["sim"]), len(per_limit[0.0]["real"])
     lines = [
         f"# Change limit on the tuning set: {loaded.name}",

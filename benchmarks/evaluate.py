@@ -477,6 +477,22 @@ def load_denoiser(
     return run, label, name
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose and run the model (for ``denoiser_from_args``)."""
+    p.add_argument("--model", default="default", help="default | untrained | PATH")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
+    p.add_argument(
+        "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
+    )
+    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
+
+
+def denoiser_from_args(args: argparse.Namespace):
+    """``load_denoiser`` with the options of ``add_model_options``."""
+    return load_denoiser(args.model, args.device, args.flux_lock, args.ensemble, args.change_limit)
+
+
 def _untrained_model(device: str):
     """A small fresh ResUNet (its zeroed tail makes it the identity), saved to a temp dir."""
     import tempfile
@@ -801,13 +817,7 @@ def references(args) -> list[Reference]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="default", help="default | untrained | PATH")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
-    p.add_argument(
-        "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
-    )
-    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
+    add_model_options(p)
     p.add_argument("--quick", action="store_true", help="128 px crops, 2 scenes, one level")
     p.add_argument("--crop", type=int, default=None, help="crop size in px (default 384)")
     p.add_argument("--n-sim", type=int, default=None, help="simulated scenes (default 6)")
@@ -831,9 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"noisy": lambda z: z}
     model_label, model_name = "not run", "nomodel"
     if "model" in args.methods:
-        methods["model"], model_label, model_name = load_denoiser(
-            args.model, args.device, args.flux_lock, args.ensemble, args.change_limit
-        )
+        methods["model"], model_label, model_name = denoiser_from_args(args)
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     refs = references(args)
     rows: list[tuple[Case, dict]] = []

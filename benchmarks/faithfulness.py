@@ -242,13 +242,7 @@ def plot(runs: list[tuple[Subject, str, list[dict], float]], path: Path, title: 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="default", help="default | untrained | PATH")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--flux-lock", type=float, default=None, help="px (default: the engine's)")
-    p.add_argument(
-        "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
-    )
-    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
+    ev.add_model_options(p)
     p.add_argument("--cycles", type=int, default=None, help="model cycles (default 100)")
     p.add_argument("--with-bm3d", action="store_true", help="also loop BM3D (slow)")
     p.add_argument("--bm3d-cycles", type=int, default=None, help="BM3D cycles (default 20)")
@@ -286,9 +280,7 @@ def subjects(args) -> list[Subject]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model, model_label, model_name = ev.load_denoiser(
-        args.model, args.device, args.flux_lock, args.ensemble, args.change_limit
-    )
+    model, model_label, model_name = ev.denoiser_from_args(args)
     args.tag = args.tag or (model_name + ("_quick" if args.quick else ""))
     runs = []
     subs = subjects(args)

@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 import evaluate as ev
 from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise, lock_flux
-from napari_astrodenoise.core.weights import load_model
+from napari_astrodenoise.core.weights import LoadedModel, load_model
 
 TUNE_SIM_SEED_BASE = 20_000_000
 TUNE_NOISE_SEED_BASE = 21_000_000
@@ -67,6 +68,26 @@ def finite_median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
+def tuning_cases(
+    refs: list[ev.Reference], loaded: LoadedModel
+) -> Iterator[tuple[ev.Reference, ev.Case, np.ndarray, float]]:
+    """``(reference, case, free output, noisy PSNR)`` for every reference and noise level.
+
+    The free output is the network's with the flux lock and the change limit off; the
+    noise seeds are the tuning set's own. A line on stderr after each reference.
+    """
+    start = time.perf_counter()
+    for i, ref in enumerate(refs):
+        for j, level in enumerate(ev.LEVELS.values()):
+            case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
+            axis = 0 if case.noisy.ndim == 3 else None
+            free = denoise(
+                case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0, change_limit=0.0
+            )
+            yield ref, case, free, ev.score(case, case.noisy)["psnr"]
+        print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+
 def tuning_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     """The options every tuning-set script takes (model, device, scenes, crop)."""
     p = argparse.ArgumentParser(description=description)
@@ -98,29 +119,20 @@ def write_results(stem: str, lines: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
-    start = time.perf_counter()
     refs = tuning_references(args.n_sim, args.crop)
     per_scale: dict[float, dict[str, list[float]]] = {
         s: {"sim": [], "real": [], "flux_err": [], "flux_bias": []} for s in SCALES
     }
-    for i, ref in enumerate(refs):
-        for j, level in enumerate(ev.LEVELS.values()):
-            case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
-            axis = 0 if case.noisy.ndim == 3 else None
-            free = denoise(
-                case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0, change_limit=0.0
+    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
+        change = (free - case.noisy).reshape(-1, *free.shape[-2:])
+        for s in SCALES:
+            locked = lock_flux(change.copy(), s).reshape(free.shape) + case.noisy
+            metrics = ev.score(case, locked)
+            per_scale[s]["sim" if ref.kind == "sim" else "real"].append(
+                metrics["psnr"] - noisy_psnr
             )
-            change = (free - case.noisy).reshape(-1, *free.shape[-2:])
-            noisy_psnr = ev.score(case, case.noisy)["psnr"]
-            for s in SCALES:
-                locked = lock_flux(change.copy(), s).reshape(free.shape) + case.noisy
-                metrics = ev.score(case, locked)
-                per_scale[s]["sim" if ref.kind == "sim" else "real"].append(
-                    metrics["psnr"] - noisy_psnr
-                )
-                per_scale[s]["flux_err"].append(metrics["flux_err"])
-                per_scale[s]["flux_bias"].append(abs(metrics["flux_bias"]))
-        print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            per_scale[s]["flux_err"].append(metrics["flux_err"])
+            per_scale[s]["flux_bias"].append(abs(metrics["flux_bias"]))
     n_sim_cases, n_real_cases = len(per_scale[0.0]["sim"]), len(per_scale[0.0]["real"])
     lines = [
         f"# Flux-lock scale on the tuning set: {loaded.name}",

@@ -36,9 +36,14 @@ _PROFILE_BINS = 16
 _PROFILE_MIN_PIXELS = 64
 
 
+def _sample_step(channel: np.ndarray) -> int:
+    """Stride in both axes that leaves at most about ``_MAX_SAMPLES`` pixels of a channel."""
+    return max(1, int(np.ceil(np.sqrt(channel.size / _MAX_SAMPLES))))
+
+
 def _finite_sample(channel: np.ndarray) -> np.ndarray:
     """Regular subsample of the finite pixels of a 2-D channel (a view where possible)."""
-    step = max(1, int(np.ceil(np.sqrt(channel.size / _MAX_SAMPLES))))
+    step = _sample_step(channel)
     sample = channel[::step, ::step].ravel()
     return sample[np.isfinite(sample)]
 
@@ -259,7 +264,7 @@ def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
         raise ValueError(msg)
     sky, floor, slope = (np.zeros(len(x)) for _ in range(3))
     for c in range(len(x)):
-        step = max(1, int(np.ceil(np.sqrt(x[c].size / _MAX_SAMPLES))))
+        step = _sample_step(x[c])
         level = s[c, ::step, ::step].astype(np.float64).ravel()
         with np.errstate(invalid="ignore"):  # inf - inf
             residual = x[c, ::step, ::step].ravel() - level
