@@ -9,10 +9,11 @@ reverse. This script measures the trade-off on the tuning set of ``flux_lock_sca
 ``../shared/data/fits/train/``; never ``fits/eval/``), each at the three noise levels of
 ``evaluate.py``. The network runs once per case with the limit and the lock off; the
 default flux lock is applied to its change (``lock_flux``) and each ``k`` is then
-``limit_change`` of that output, which is what ``denoise(..., change_limit=k)`` returns for
-finite, non-Bayer input. Prints a markdown table (mean PSNR gain on
-simulated and real cases, median star-flux error, spurious stars and star recall) and
-writes it to ``benchmarks/results/change_limit_<model>.md``.
+``limit_change`` of that output, which is what ``denoise(..., change_limit=k, peak_cap=0)``
+returns for finite, non-Bayer input (the peak cap, applied last, is ``peak_cap.py``'s).
+Prints a markdown table (mean PSNR gain on simulated and real cases, median star-flux
+error, spurious stars and star recall) and writes it to
+``benchmarks/results/change_limit_<model>.md``.
 
     .venv/bin/python benchmarks/change_limit.py [--model default|PATH] [--n-sim 12]
 """

@@ -14,8 +14,9 @@ data the evaluation never uses:
 
 each at the three noise levels of ``evaluate.py``. The network runs once per case with the
 lock off; each scale is then ``input + lock_flux(prediction - input, s)``, which is what
-``denoise(..., flux_lock=s, change_limit=0)`` returns for finite, non-Bayer input (the change
-limit, applied after the lock, is chosen by ``change_limit.py``). Prints a markdown table
+``denoise(..., flux_lock=s, change_limit=0, peak_cap=0)`` returns for finite, non-Bayer input
+(the change limit and the peak cap, applied after the lock, are chosen by ``change_limit.py``
+and ``peak_cap.py``). Prints a markdown table
 (mean PSNR gain on simulated and real cases, median star-flux error, mean |flux bias|) and
 writes it to ``benchmarks/results/flux_lock_scale_<model>.md``.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -73,8 +74,8 @@ def tuning_cases(
 ) -> Iterator[tuple[ev.Reference, ev.Case, np.ndarray, float]]:
     """``(reference, case, free output, noisy PSNR)`` for every reference and noise level.
 
-    The free output is the network's with the flux lock and the change limit off; the
-    noise seeds are the tuning set's own. A line on stderr after each reference.
+    The free output is the network's with the flux lock, the change limit and the peak cap
+    off; the noise seeds are the tuning set's own. A line on stderr after each reference.
     """
     start = time.perf_counter()
     for i, ref in enumerate(refs):
@@ -82,19 +83,33 @@ def tuning_cases(
             case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
             axis = 0 if case.noisy.ndim == 3 else None
             free = denoise(
-                case.noisy, model=loaded, channel_axis=axis, flux_lock=0.0, change_limit=0.0
+                case.noisy,
+                model=loaded,
+                channel_axis=axis,
+                flux_lock=0.0,
+                change_limit=0.0,
+                peak_cap=0,
             )
             yield ref, case, free, ev.score(case, case.noisy)["psnr"]
         print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
-def tuning_args(description: str, argv: list[str] | None) -> argparse.Namespace:
-    """The options every tuning-set script takes (model, device, scenes, crop)."""
+def tuning_args(
+    description: str,
+    argv: list[str] | None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The options every tuning-set script takes (model, device, scenes, crop).
+
+    ``extra(parser)`` adds a script's own options.
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--n-sim", type=int, default=12)
     p.add_argument("--crop", type=int, default=256)
+    if extra is not None:
+        extra(p)
     return p.parse_args(argv)
 
 

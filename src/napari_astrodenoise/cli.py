@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK, PEAK_CAP
 
 EXIT_BAD_INPUT = 2
 
@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SIGMA",
         help="keep every pixel within this many noise sigmas of the input; 0: off "
         f"(default {CHANGE_LIMIT:g})",
+    )
+    p.add_argument(
+        "--peak-cap",
+        type=int,
+        default=PEAK_CAP,
+        metavar="PX",
+        help="no output pixel brighter than the brightest input pixel within this many px; "
+        f"0: off (default {PEAK_CAP})",
     )
     p.add_argument(
         "--ensemble",
@@ -195,6 +203,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             star_protection=args.star_protection,
             flux_lock=args.flux_lock,
             change_limit=args.change_limit,
+            peak_cap=args.peak_cap,
             ensemble=args.ensemble,
             tile_size=args.tile_size,
             overlap=args.overlap,

@@ -8,6 +8,7 @@ import pytest
 from napari_astrodenoise.core import pipeline
 from napari_astrodenoise.core.noise import poisson_gaussian
 from napari_astrodenoise.core.pipeline import (
+    cap_peaks,
     denoise,
     iter_denoise,
     limit_change,
@@ -119,6 +120,7 @@ def test_provenance_records_model_hash_and_settings(random_model):
     assert cards["ADFLUXLK"][0] == pipeline.FLUX_LOCK
     assert cards["ADENSMBL"][0] == 1
     assert cards["ADCHGLIM"][0] == pipeline.CHANGE_LIMIT
+    assert cards["ADPKCAP"][0] == pipeline.PEAK_CAP
     assert set(result.settings["noise_profile"]) == {"sky", "floor", "slope"}
     assert all(len(key) <= 8 for key in cards)
     assert random_model.sha256[:16] in meta["history"][0]
@@ -148,6 +150,9 @@ def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
         ({"flux_lock": float("nan")}, "flux_lock must be a number of pixels >= 0"),
         ({"change_limit": -3.0}, "change_limit must be a number of noise sigmas >= 0"),
         ({"change_limit": float("inf")}, "change_limit must be a number of noise sigmas"),
+        ({"peak_cap": -1}, "peak_cap must be a whole number of pixels >= 0"),
+        ({"peak_cap": 1.5}, "peak_cap must be a whole number of pixels"),
+        ({"peak_cap": True}, "peak_cap must be a whole number of pixels"),
     ],
 )
 def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
@@ -158,8 +163,8 @@ def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
 
 def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(random_model):
     grey = _sky((32, 32), seed=4)  # one tile, so no blending between the two runs
-    # the network path alone: the change limit fits each channel's noise on its own
-    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0}
+    # the network path alone: the change limit and peak cap work per channel
+    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0, "peak_cap": 0}
     out_mono = denoise(grey, **opts)
     out_rgb = denoise(np.stack([grey] * 3), channel_axis=0, **opts)
     # mono = inverse(mean of the three network channels); the stretch is monotonic, so the
@@ -224,7 +229,13 @@ def test_lock_flux_takes_out_large_scales_and_keeps_pixel_scale_work():
 
 def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
     img = _sky((3, 96, 96), sigma=10.0)
-    opts = {"model": biased_model, "tile_size": 32, "channel_axis": 0, "change_limit": 0.0}
+    opts = {
+        "model": biased_model,
+        "tile_size": 32,
+        "channel_axis": 0,
+        "change_limit": 0.0,
+        "peak_cap": 0,
+    }
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, **opts)
     shift_free = (free - img).mean(axis=(1, 2))
@@ -239,7 +250,7 @@ def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
     img += 5_000 * np.exp(-((xx - 48) ** 2 + (yy - 47) ** 2) / (2 * 1.5**2))
     aperture = (xx - 48) ** 2 + (yy - 47) ** 2 <= 30**2
     flux_in = img[aperture].sum()
-    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0}  # the lock alone
+    opts = {"model": random_model, "tile_size": 32, "change_limit": 0.0, "peak_cap": 0}  # the lock
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, flux_lock=4.0, **opts)
     err_free = abs(free[aperture].sum() - flux_in)
@@ -283,10 +294,91 @@ def test_change_limit_zero_leaves_the_output_alone():
 
 def test_change_limit_keeps_a_random_model_near_its_input(random_model):
     img = _sky((64, 64), sigma=10.0)
-    free = denoise(img, model=random_model, tile_size=32, change_limit=0.0)
+    free = denoise(img, model=random_model, tile_size=32, change_limit=0.0, peak_cap=0)
     limited = denoise(img, model=random_model, tile_size=32, change_limit=1.0)
     assert np.abs(free - img).max() > 3 * np.abs(limited - img).max()
     assert np.abs(limited - img).max() < 2.0 * 10.0  # ~1 sigma, with the fitted sigma
+
+
+# ------------------------------------------------------------------------------ peak cap
+
+
+def _sharpened_star_case():
+    """A noisy star and a 'denoised' copy whose core was sharpened to twice its peak."""
+    yy, xx = np.mgrid[:48, :48]
+    star = 2000.0 * np.exp(-((xx - 24) ** 2 + (yy - 20) ** 2) / (2 * 1.2**2))
+    clean = 100.0 + star
+    noisy = poisson_gaussian(clean, gain=1.0, read_noise=5.0, seed=7).astype(np.float32)
+    denoised = clean.astype(np.float32)
+    denoised[20, 24] = 100.0 + 2.0 * 2000.0
+    return noisy, denoised
+
+
+def test_peak_cap_holds_a_sharpened_core_to_the_brightest_pixel_around_it():
+    noisy, denoised = _sharpened_star_case()
+    out = denoised[np.newaxis].copy()
+    cap_peaks(out, noisy[np.newaxis], 1)
+    assert out[0, 20, 24] == noisy[19:22, 23:26].max()  # the 3 x 3 maximum of the input
+    assert out[0, 20, 24] < 100.0 + 1.2 * 2000.0  # the doubling is gone
+    keep = np.ones(denoised.shape, bool)
+    keep[20, 24] = False
+    # below every neighbourhood's maximum: left bit for bit (the star's wings, the sky)
+    untouched = keep & (denoised <= noisy)
+    np.testing.assert_array_equal(out[0][untouched], denoised[untouched])
+    from scipy.ndimage import maximum_filter
+
+    assert (out[0] <= maximum_filter(noisy, size=3, mode="nearest")).all()
+
+
+def test_peak_cap_zero_leaves_the_output_alone_and_a_wider_cap_binds_less():
+    noisy, denoised = _sharpened_star_case()
+    off = denoised[np.newaxis].copy()
+    cap_peaks(off, noisy[np.newaxis], 0)
+    np.testing.assert_array_equal(off[0], denoised)
+    narrow, wide = denoised[np.newaxis].copy(), denoised[np.newaxis].copy()
+    cap_peaks(narrow, noisy[np.newaxis], 1)
+    cap_peaks(wide, noisy[np.newaxis], 3)
+    assert (wide >= narrow).all() and wide[0, 20, 24] <= denoised[20, 24]
+
+
+def test_peak_cap_keeps_nans_and_leaves_them_out_of_the_maxima():
+    noisy, denoised = _sharpened_star_case()
+    noisy[19, 23] = np.nan  # beside the core
+    noisy[0, :] = np.inf
+    denoised[5, 5] = np.nan
+    out = denoised[np.newaxis].copy()
+    cap_peaks(out, noisy[np.newaxis], 1)
+    assert np.isnan(out[0, 5, 5])
+    finite = np.where(np.isfinite(noisy[19:22, 23:26]), noisy[19:22, 23:26], -np.inf)
+    assert out[0, 20, 24] == finite.max()
+    assert np.isfinite(out[0, 1:]).sum() == out[0, 1:].size - 1  # only the NaN given
+
+
+def test_peak_cap_through_denoise_bounds_a_random_model(random_model):
+    from scipy.ndimage import maximum_filter
+
+    img = _sky((64, 64), sigma=10.0)
+    img[30, 30] += 400.0  # a hot core for the model to play with
+    free = denoise(img, model=random_model, tile_size=32, change_limit=0.0, peak_cap=0)
+    top = maximum_filter(img, size=3, mode="nearest")
+    assert (free > top).any()  # the random model overshoots somewhere
+    capped = denoise(img, model=random_model, tile_size=32, change_limit=0.0, peak_cap=1)
+    assert (capped <= top).all()
+    below = free <= top
+    np.testing.assert_array_equal(capped[below], free[below])
+
+
+def test_peak_cap_of_a_bayer_mosaic_compares_pixels_behind_the_same_filter(random_model):
+    rng = np.random.default_rng(5)
+    mosaic = rng.normal(100.0, 5.0, (64, 64)).astype(np.float32)
+    mosaic[0::2, 0::2] += 5000.0  # bright red pixels beside faint green and blue
+    out = denoise(mosaic, model=random_model, tile_size=32, bayer=True, change_limit=0.0)
+    from scipy.ndimage import maximum_filter
+
+    for y0 in (0, 1):
+        for x0 in (0, 1):
+            plane = mosaic[y0::2, x0::2]
+            assert (out[y0::2, x0::2] <= maximum_filter(plane, size=3, mode="nearest")).all()
 
 
 # ------------------------------------------------------------------------------ self-ensemble

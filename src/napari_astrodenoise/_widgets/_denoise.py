@@ -36,7 +36,7 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK, PEAK_CAP
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -139,6 +139,17 @@ class DenoiseWidget(Container):
                 "Hot pixels are only lowered by as much. 0: off."
             ),
         )
+        self.peak_cap = SpinBox(
+            label="Peak cap (px)",
+            min=0,
+            max=16,
+            step=1,
+            value=PEAK_CAP,
+            tooltip=(
+                "No pixel brighter than the brightest input pixel within this many pixels: "
+                "star cores cannot be sharpened above what was observed. 0: off."
+            ),
+        )
         self.ensemble = ComboBox(
             label="Ensemble",
             choices=ENSEMBLES,
@@ -163,6 +174,7 @@ class DenoiseWidget(Container):
                 self.star_mask,
                 self.flux_lock,
                 self.change_limit,
+                self.peak_cap,
                 self.ensemble,
                 self.tile_size,
                 self.overlap,
@@ -228,6 +240,7 @@ class DenoiseWidget(Container):
             "star_protection": float(self.star_protection.value),
             "flux_lock": float(self.flux_lock.value),
             "change_limit": float(self.change_limit.value),
+            "peak_cap": int(self.peak_cap.value),
             "ensemble": int(self.ensemble.value),
             "tile_size": int(self.tile_size.value),
             "overlap": float(self.overlap.value),

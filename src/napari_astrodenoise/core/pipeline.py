@@ -13,9 +13,11 @@ taken out, so the network may remove noise and reshape detail but cannot move th
 level, nor the flux and colour of anything larger than the lock scale. This is what keeps
 repeated denoising from drifting and stops the model from muting faint colour.
 
-Last, the change is limited (:func:`limit_change`) to a few noise sigmas at every pixel,
+Then the change is limited (:func:`limit_change`) to a few noise sigmas at every pixel,
 with the noise level function fitted to the image's own residual: a denoiser removes
 noise, and a change far larger than the noise would be a star or structure made or erased.
+Last, peaks are capped (:func:`cap_peaks`): no output pixel is brighter than the brightest
+input pixel around it, so a star core cannot be sharpened above anything observed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _VIEWS = tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx
 FLUX_LOCK = 8.0
 #: Default change limit (noise sigmas at each pixel): see `limit_change`.
 CHANGE_LIMIT = 3.0
+#: Default peak cap radius (pixels of the engine's planes): see `cap_peaks`.
+PEAK_CAP = 1
 # tiles per batch when batch_size is None
 _AUTO_BATCH = {"cpu": 4, "mps": 8, "cuda": 16}
 
@@ -64,16 +68,16 @@ class DenoiseResult:
         (C, H, W) float32 input, channel first, non-finite pixels as given.
     prediction : ndarray
         (C, H, W) float32 full-strength network output in the input's units, flux-locked and
-        change-limited; non-finite input pixels are restored.
+        change-limited and peak-capped; non-finite input pixels are restored.
     model_mask : ndarray or None
         (C', H', W') float32 star-mask probability from the network's mask head, in the
         engine's planes (one plane; four for a Bayer mosaic).
     layout : Layout
         How the caller's array maps to the engine's (C, H, W) planes.
     settings : dict
-        Model name and hash and every option of the run (``flux_lock`` and ``change_limit``
-        included: the prediction already has both), and the fitted ``noise_profile``, for
-        provenance.
+        Model name and hash and every option of the run (``flux_lock``, ``change_limit`` and
+        ``peak_cap`` included: the prediction already has them), and the fitted
+        ``noise_profile``, for provenance.
     star_mask : ndarray or None
         Soft mask in [0, 1] used by ``star_protection``, shaped like one image plane of the
         caller's array ((H, W)); measured with :func:`star_mask` defaults on first need.
@@ -152,6 +156,7 @@ def provenance(settings: dict) -> dict:
         "ADFLUXLK": (float(settings.get("flux_lock", 0.0)), "flux kept beyond this sigma, px"),
         "ADENSMBL": (int(settings.get("ensemble", 1)), "flips/transposes averaged per tile"),
         "ADCHGLIM": (float(settings.get("change_limit", 0.0)), "change kept within N noise sigma"),
+        "ADPKCAP": (int(settings.get("peak_cap", 0)), "no pixel above input max within N px"),
     }
     history = [
         f"napari-astrodenoise {__version__}: denoised with model {settings['model']} "
@@ -161,6 +166,7 @@ def provenance(settings: dict) -> dict:
         f"flux lock {settings.get('flux_lock', 0.0):g} px, "
         f"self-ensemble {settings.get('ensemble', 1)}, "
         f"change limit {settings.get('change_limit', 0.0):g} sigma, "
+        f"peak cap {settings.get('peak_cap', 0)} px, "
         f"device {settings['device']}; data kept linear, not clipped or rescaled"
     ]
     return {"provenance": cards, "history": history}
@@ -248,6 +254,50 @@ def limit_change(denoised: np.ndarray, original: np.ndarray, limit: float) -> No
             over = np.abs(change) > bound
         out[over] = inp[over] + np.copysign(bound[over], change[over])
     return profile
+
+
+def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
+    """Keep every pixel of ``denoised`` at or below its neighbourhood's maximum, in place.
+
+    The bound at a pixel is the brightest finite pixel of ``original`` in the
+    ``(2 radius + 1)`` square around it, plane by plane. The brightest noisy pixel of a
+    neighbourhood is at or above the true peak at least half the time (the core's own
+    pixel alone is, half the time) and below it by about the noise otherwise, so the bound
+    costs an honest estimate little. A model that sharpens a core (a bright, undersampled
+    or saturated star read as a blurred point) is stopped at what was observed, where the
+    change limit would allow a bright core's own, large noise on every pass. The bound
+    only ever lowers pixels, and an image the model leaves alone is left alone bit for bit.
+    ``benchmarks/peak_cap.py`` measures it on the tuning set, in one pass and in the
+    repeated noise-and-denoise loop.
+
+    Parameters
+    ----------
+    denoised : ndarray
+        (C, H, W) float32 denoised planes; modified. Non-finite pixels stay as they are.
+    original : ndarray
+        (C, H, W) input planes; non-finite pixels are left out of the maxima.
+    radius : int
+        Neighbourhood half-width in pixels of these planes (>= 0), 0 to leave ``denoised``
+        alone.
+    """
+    _check_cap(radius)
+    if radius == 0:
+        return
+    from scipy.ndimage import maximum_filter
+
+    size = 2 * radius + 1
+    for out, inp in zip(denoised, original, strict=True):
+        finite = np.where(np.isfinite(inp), inp, -np.inf).astype(np.float32, copy=False)
+        top = maximum_filter(finite, size=size, mode="nearest")
+        with np.errstate(invalid="ignore"):
+            over = out > top  # False at NaN: non-finite pixels are not touched
+        out[over] = top[over]
+
+
+def _check_cap(radius: int) -> None:
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        msg = f"peak_cap must be a whole number of pixels >= 0 (0: off), got {radius!r}"
+        raise ValueError(msg)
 
 
 def _check_limit(limit: float) -> None:
@@ -531,6 +581,7 @@ def iter_denoise(
     star_mask: np.ndarray | None = None,
     flux_lock: float = FLUX_LOCK,
     change_limit: float = CHANGE_LIMIT,
+    peak_cap: int = PEAK_CAP,
     ensemble: int = 1,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """Denoise step by step: yields ``(tiles_done, tiles_total)``, returns a DenoiseResult.
@@ -543,6 +594,7 @@ def iter_denoise(
     _check_unit("star_protection", star_protection)
     _check_lock(flux_lock)
     _check_limit(change_limit)
+    _check_cap(peak_cap)
     layout, chw, filled, bad, predictor, settings = _prepare(
         image,
         channel_axis,
@@ -578,11 +630,13 @@ def iter_denoise(
     if bad.any():
         prediction[bad] = chw[bad]
     profile = limit_change(prediction, chw, change_limit)
+    cap_peaks(prediction, chw, peak_cap)
     settings.update(
         strength=float(strength),
         star_protection=float(star_protection),
         flux_lock=float(flux_lock),
         change_limit=float(change_limit),
+        peak_cap=int(peak_cap),
     )
     if profile is not None:
         settings["noise_profile"] = profile.to_dict()
@@ -614,6 +668,7 @@ def denoise(
     star_mask: np.ndarray | None = None,
     flux_lock: float = FLUX_LOCK,
     change_limit: float = CHANGE_LIMIT,
+    peak_cap: int = PEAK_CAP,
     ensemble: int = 1,
 ) -> np.ndarray:
     """Denoise a linear astronomical image.
@@ -664,6 +719,11 @@ def denoise(
         residual: the model may remove noise but cannot make or erase a star or structure
         brighter than that in one pass. Hot pixels and cosmic rays are lowered by that
         much, not removed. 0 turns it off.
+    peak_cap : int, optional
+        No output pixel brighter than the brightest input pixel within this many pixels
+        (default 1, a 3 x 3 neighbourhood; of each colour sub-plane for a Bayer mosaic;
+        :func:`cap_peaks`): a star core cannot be sharpened above what was observed around
+        it. 0 turns it off.
     ensemble : {1, 2, 4, 8}, optional
         Test-time self-ensemble: average the network over this many flips (2, 4) or flips
         and transposes (8) of every tile. 1 (default) is the fastest; 8 costs 8 times the
@@ -691,6 +751,7 @@ def denoise(
             star_mask=star_mask,
             flux_lock=flux_lock,
             change_limit=change_limit,
+            peak_cap=peak_cap,
             ensemble=ensemble,
         )
     )
