@@ -341,17 +341,30 @@ def test_peak_cap_zero_leaves_the_output_alone_and_a_wider_cap_binds_less():
     assert (wide >= narrow).all() and wide[0, 20, 24] <= denoised[20, 24]
 
 
-def test_peak_cap_keeps_nans_and_leaves_them_out_of_the_maxima():
+@pytest.mark.parametrize("shape", [(7, 9), (1, 5), (2, 2), (40, 3)])
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_peak_cap_square_maximum_is_scipys_maximum_filter(shape, radius):
+    from scipy.ndimage import maximum_filter
+
+    plane = np.random.default_rng(radius).normal(size=shape).astype(np.float32)
+    expected = maximum_filter(plane, size=2 * radius + 1, mode="nearest")
+    np.testing.assert_array_equal(pipeline._square_max(plane, radius), expected)
+
+
+def test_peak_cap_keeps_nans_and_infs_and_leaves_them_out_of_the_maxima():
     noisy, denoised = _sharpened_star_case()
     noisy[19, 23] = np.nan  # beside the core
     noisy[0, :] = np.inf
     denoised[5, 5] = np.nan
+    denoised[6, 6] = np.inf  # a non-finite output pixel is left as it is
+    noisy[40:, 40:] = np.nan  # and a finite one with no finite input around it
     out = denoised[np.newaxis].copy()
     cap_peaks(out, noisy[np.newaxis], 1)
-    assert np.isnan(out[0, 5, 5])
+    assert np.isnan(out[0, 5, 5]) and out[0, 6, 6] == np.inf
+    assert out[0, 45, 45] == denoised[45, 45]
     finite = np.where(np.isfinite(noisy[19:22, 23:26]), noisy[19:22, 23:26], -np.inf)
     assert out[0, 20, 24] == finite.max()
-    assert np.isfinite(out[0, 1:]).sum() == out[0, 1:].size - 1  # only the NaN given
+    assert np.isfinite(out[0, 1:]).sum() == out[0, 1:].size - 2  # only the NaN and inf given
 
 
 def test_peak_cap_through_denoise_bounds_a_random_model(random_model):

@@ -283,15 +283,35 @@ def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
     _check_cap(radius)
     if radius == 0:
         return
-    from scipy.ndimage import maximum_filter
-
-    size = 2 * radius + 1
     for out, inp in zip(denoised, original, strict=True):
-        finite = np.where(np.isfinite(inp), inp, -np.inf).astype(np.float32, copy=False)
-        top = maximum_filter(finite, size=size, mode="nearest")
-        with np.errstate(invalid="ignore"):
-            over = out > top  # False at NaN: non-finite pixels are not touched
-        out[over] = top[over]
+        finite = np.isfinite(inp)
+        source = inp if finite.all() else np.where(finite, inp, -np.inf)
+        top = _square_max(np.asarray(source, dtype=np.float32), radius)
+        # non-finite output pixels (a NaN or inf restored from the input) stay as they are,
+        # and so does a pixel with no finite input around it
+        np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
+
+
+def _square_max(plane: np.ndarray, radius: int) -> np.ndarray:
+    """Maximum over the ``(2 radius + 1)`` square around each pixel, clipped at the edges.
+
+    ``scipy.ndimage.maximum_filter(plane, 2 * radius + 1, mode="nearest")`` (a test holds
+    them equal), as running maxima of shifted views, rows then columns: 2 radius array
+    operations per axis, several times faster than scipy's filter for the small radii used
+    here, which matters on a 24 MPix frame.
+    """
+    top = plane
+    for axis in (0, 1):
+        src, top = top, top.copy()
+        n = src.shape[axis]
+        for k in range(1, min(radius, n - 1) + 1):
+            head = [slice(None)] * 2
+            tail = [slice(None)] * 2
+            head[axis], tail[axis] = slice(0, n - k), slice(k, n)
+            head_t, tail_t = tuple(head), tuple(tail)
+            np.maximum(top[head_t], src[tail_t], out=top[head_t])  # the pixel k after
+            np.maximum(top[tail_t], src[head_t], out=top[tail_t])  # the pixel k before
+    return top
 
 
 def _check_cap(radius: int) -> None:
