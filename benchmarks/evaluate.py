@@ -440,11 +440,12 @@ def load_denoiser(
     flux_lock: float | None = None,
     ensemble: int = 1,
     change_limit: float | None = None,
+    peak_cap: int | None = None,
 ):
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
-    path, run with ``flux_lock`` and ``change_limit`` (None: the engine's defaults) and
-    ``ensemble``."""
-    from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, denoise
+    path, run with ``flux_lock``, ``change_limit`` and ``peak_cap`` (None: the engine's
+    defaults) and ``ensemble``."""
+    from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, PEAK_CAP, denoise
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
     if spec == "untrained":
@@ -458,9 +459,14 @@ def load_denoiser(
         label = f"{loaded.name} (sha256 {loaded.sha256[:12]})"
     lock = FLUX_LOCK if flux_lock is None else flux_lock
     limit = CHANGE_LIMIT if change_limit is None else change_limit
-    label += f", flux lock {lock:g} px, change limit {limit:g} sigma, self-ensemble {ensemble}"
+    cap = PEAK_CAP if peak_cap is None else peak_cap
+    label += (
+        f", flux lock {lock:g} px, change limit {limit:g} sigma, peak cap {cap} px, "
+        f"self-ensemble {ensemble}"
+    )
     name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
     name += "" if limit == CHANGE_LIMIT else f"_limit{limit:g}"
+    name += "" if cap == PEAK_CAP else f"_cap{cap}"
     name += "" if ensemble == 1 else f"_ens{ensemble}"
 
     def run(noisy: np.ndarray) -> np.ndarray:
@@ -471,6 +477,7 @@ def load_denoiser(
             channel_axis=axis,
             flux_lock=lock,
             change_limit=limit,
+            peak_cap=cap,
             ensemble=ensemble,
         )
 
@@ -485,12 +492,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
     )
+    p.add_argument("--peak-cap", type=int, default=None, help="px (default: the engine's)")
     p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
 
 
 def denoiser_from_args(args: argparse.Namespace):
     """``load_denoiser`` with the options of ``add_model_options``."""
-    return load_denoiser(args.model, args.device, args.flux_lock, args.ensemble, args.change_limit)
+    return load_denoiser(
+        args.model, args.device, args.flux_lock, args.ensemble, args.change_limit, args.peak_cap
+    )
 
 
 def _untrained_model(device: str):

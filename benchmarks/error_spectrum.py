@@ -1,0 +1,105 @@
+"""Where in spatial frequency the model's error exceeds BM3D's, on the tuning set.
+
+The simulated scenes of the tuning set (seeds 20_000_000 + i, as in ``flux_lock_scale.py``;
+never the evaluation set) get the ``moderate`` noise of ``evaluate.py``; the shipped model
+(engine defaults) and BM3D (given the true noise model, as in ``evaluate.py``) denoise
+them. For each output the error against the truth is split into wavelength bands by its
+power spectrum (summed over channels, radial bands of the 2-D FFT). A model short of
+capacity or training loses at the shortest wavelengths, where the noise and the finest
+detail are; the flux lock's price (the noise it gives back) shows at tens of pixels.
+
+Prints a markdown table (error power of model and BM3D per band, summed over the scenes of
+a preset, relative to the noisy input's) and writes it to
+``benchmarks/results/error_spectrum_<model>.md``.
+
+    .venv/bin/python benchmarks/error_spectrum.py [--model default|PATH] [--n-sim 12]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+import evaluate as ev
+from flux_lock_scale import (
+    TUNE_NOISE_SEED_BASE,
+    TUNE_SIM_SEED_BASE,
+    tuning_args,
+    write_results,
+)
+from napari_astrodenoise.core.pipeline import denoise
+from napari_astrodenoise.core.weights import load_model
+
+#: wavelength bands in pixels (short, long); the shortest wavelength is sqrt(2) px
+BANDS = ((0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, np.inf))
+
+
+def band_powers(error: np.ndarray) -> np.ndarray:
+    """Power of a (C, H, W) or (H, W) error in each of ``BANDS`` (sum over channels).
+
+    Normalised so that the bands add up to the error's sum of squares (Parseval).
+    """
+    planes = error.reshape(-1, *error.shape[-2:]).astype(np.float64)
+    fy = np.fft.fftfreq(planes.shape[-2])[:, None]
+    fx = np.fft.fftfreq(planes.shape[-1])[None, :]
+    freq = np.hypot(fy, fx)
+    with np.errstate(divide="ignore"):
+        wavelength = np.where(freq > 0, 1.0 / freq, np.inf)
+    power = sum(np.abs(np.fft.fft2(p)) ** 2 for p in planes) / planes[0].size
+    # the last band is open: it holds the mean (the error's level, wavelength infinite) too
+    inside = [(wavelength >= lo) & ((wavelength < hi) | np.isinf(hi)) for lo, hi in BANDS]
+    return np.array([power[band].sum() for band in inside])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tuning_args(__doc__.split("\n")[0], argv)
+    loaded = load_model(args.model, device=args.device)
+    level = ev.LEVELS["moderate"]
+    totals: dict[str, dict[str, np.ndarray]] = defaultdict(
+        lambda: {m: np.zeros(len(BANDS)) for m in ("noisy", "model", "bm3d")}
+    )
+    for i in range(args.n_sim):
+        ref = ev.prepare(ev.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
+        case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
+        axis = 0 if case.noisy.ndim == 3 else None
+        outputs = {
+            "noisy": case.noisy,
+            "model": denoise(case.noisy, model=loaded, channel_axis=axis),
+            "bm3d": ev.CLASSICAL["bm3d"](case.noisy, case.nm),
+        }
+        preset = ref.name.split("_", 1)[1].rsplit("_", 1)[0]
+        for method, out in outputs.items():
+            totals[preset][method] += band_powers(out - ref.image)
+        print(f"[{ref.name}] done", flush=True)
+    header = " | ".join(
+        f"< {hi:g} px" if lo == 0 else f"{lo:g}-{hi:g} px" if np.isfinite(hi) else f"> {lo:g} px"
+        for lo, hi in BANDS
+    )
+    lines = [
+        f"# Error spectrum on the tuning set: {loaded.name}",
+        "",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), engine defaults; BM3D given "
+        f"the true noise model. {args.n_sim} simulated tuning scenes (seeds "
+        f"{TUNE_SIM_SEED_BASE} + i), {args.crop} px, moderate noise. Each cell: error power "
+        "in the wavelength band, model / BM3D, as a percentage of the noisy input's error "
+        "power in that band (the noise's); the last column is the model's total error "
+        "power over BM3D's.",
+        "",
+        f"Command: `.venv/bin/python benchmarks/error_spectrum.py --model {args.model}`",
+        "",
+        f"| preset | {header} | total, model / BM3D |",
+        "|---|" + "---|" * (len(BANDS) + 1),
+    ]
+    for preset, t in sorted(totals.items()):
+        cells = " | ".join(
+            f"{100 * m / n:.2f} / {100 * b / n:.2f}"
+            for m, b, n in zip(t["model"], t["bm3d"], t["noisy"], strict=True)
+        )
+        lines.append(f"| {preset} | {cells} | {t['model'].sum() / t['bm3d'].sum():.2f} |")
+    write_results(f"error_spectrum_{loaded.name}", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
