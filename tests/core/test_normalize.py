@@ -42,6 +42,26 @@ def test_round_trip_is_exact_to_float32_precision_for_any_range(level, sigma):
     np.testing.assert_allclose(stretch.inverse(y64), img, rtol=1e-12, atol=1e-9 * sigma)
 
 
+@pytest.mark.parametrize(
+    ("level", "spread", "step"),
+    [(0.0, 0.5, 0.01), (3.0, 0.5, 0.01), (12.0, 0.5, 0.01), (60.0, 0.5, 0.01), (89.7, 0.05, 1e-3)],
+    ids=["sky", "faint", "star", "huge", "beyond-float32-cosh"],
+)
+def test_change_is_the_difference_of_inverses_without_cancellation(level, spread, step):
+    # network-space values from the sky (0) to where float32 cosh overflows (~89.4) but the
+    # change itself still fits in float32
+    rng = np.random.default_rng(3)
+    old = (level + rng.normal(0, spread, (2, 3, 16, 16))).astype(np.float32)
+    new = (old + rng.normal(0, step, old.shape)).astype(np.float32)
+    stretch = fit_stretch(_frame(1000.0, 25.0))
+    got = stretch.change(new, old)
+    assert got.dtype == np.float32 and got.shape == old.shape
+    a, b = new.astype(np.float64), old.astype(np.float64)
+    exact = stretch.scale * (np.sinh(a) - np.sinh(b))  # float64: exact enough for this test
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5 * stretch.scale)
+    np.testing.assert_array_equal(stretch.change(old, old), 0.0)  # unchanged stays exact
+
+
 def test_sky_noise_has_about_one_over_softening_in_network_space():
     img = _frame(1000.0, 25.0)
     y = fit_stretch(img, softening=3.0).forward(img)

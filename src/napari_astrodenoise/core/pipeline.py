@@ -475,7 +475,7 @@ class _TilePredictor:
             stretch = AstroStretch(self.stretch.background[group], self.stretch.scale)
             y = stretch.forward(x)
             y_hat, m = self._network(y)
-            out[:, group] = stretch.inverse(y_hat) - stretch.inverse(y)
+            out[:, group] = stretch.change(y_hat, y)
             mask += m
         out[:, c] = mask / len(self.groups)
         return out
