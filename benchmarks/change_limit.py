@@ -7,10 +7,10 @@ into noise removal (white noise passes 2 sigma in 4.6 % of pixels); large ``k`` 
 reverse. This script measures the trade-off on the tuning set of ``flux_lock_scale.py``
 (simulated scenes with seeds 20_000_000 + i, the real frames of
 ``../shared/data/fits/train/``; never ``fits/eval/``), each at the three noise levels of
-``evaluate.py``. The network runs once per case with the limit and the lock off; the
-default flux lock is applied to its change (``lock_flux``) and each ``k`` is then
-``limit_change`` of that output, which is what ``denoise(..., change_limit=k, peak_cap=0)``
-returns for finite, non-Bayer input (the peak cap, applied last, is ``peak_cap.py``'s).
+``evaluate.py``. The network runs once per case with every safeguard off; its change then
+gets the default flux lock and each ``k`` (``pipeline.guard_change``), which is what
+``denoise(..., change_limit=k, peak_cap=0)`` returns for non-Bayer input (the peak cap,
+applied last, is ``peak_cap.py``'s).
 Prints a markdown table (mean PSNR gain on simulated and real cases, median star-flux
 error, spurious stars and star recall) and writes it to
 ``benchmarks/results/change_limit_<model>.md``.
@@ -29,28 +29,16 @@ from flux_lock_scale import (
     finite_mean,
     finite_median,
     gain_cells,
+    guarded,
     tuning_args,
     tuning_cases,
     tuning_references,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, limit_change, lock_flux
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK
 from napari_astrodenoise.core.weights import load_model
 
 LIMITS = (0.0, 2.0, 2.5, 3.0, 4.0, 5.0)
-
-
-def _locked(noisy: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """(C, H, W) ``free`` with the default flux lock, as the pipeline applies it."""
-    planes = noisy.reshape(-1, *noisy.shape[-2:])
-    return lock_flux(free.reshape(planes.shape) - planes, FLUX_LOCK) + planes
-
-
-def _limited(noisy: np.ndarray, locked: np.ndarray, k: float) -> np.ndarray:
-    """``locked`` held within ``k`` noise sigmas of ``noisy`` (as the pipeline does)."""
-    out = locked.copy()
-    limit_change(out, noisy.reshape(out.shape), k)
-    return out.reshape(noisy.shape)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = ("sim", "real", "flux_err", "spurious", "recall")
     per_limit: dict[float, dict[str, list[float]]] = {k: {n: [] for n in keys} for k in LIMITS}
     for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        locked = _locked(case.noisy, free)
         for k in LIMITS:
-            metrics = ev.score(case, _limited(case.noisy, locked, k))
+            out = guarded(case.noisy, free, flux_lock=FLUX_LOCK, change_limit=k, peak_cap=0)
+            metrics = ev.score(case, out)
             d = per_limit[k]
             d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
             d["flux_err"].append(metrics["flux_err"])

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": denoise(case.noisy, model=loaded, channel_axis=axis),
             "bm3d": ev.CLASSICAL["bm3d"](case.noisy, case.nm),
         }
-        preset = ref.name.split("_", 1)[1].rsplit("_", 1)[0]
+        preset = ev.SIM_PRESETS[i % len(ev.SIM_PRESETS)]  # as simulated_reference picks it
         for method, out in outputs.items():
             totals[preset][method] += band_powers(out - ref.image)
         print(f"[{ref.name}] done", flush=True)

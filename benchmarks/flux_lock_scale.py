@@ -13,7 +13,8 @@ data the evaluation never uses:
   ``evaluate.real_reference`` (defects, 2x2 bin, star-rich crop);
 
 each at the three noise levels of ``evaluate.py``. The network runs once per case with the
-lock off; each scale is then ``input + lock_flux(prediction - input, s)``, which is what
+lock off; each scale is then ``guarded`` (``pipeline.guard_change``): the lock of
+``prediction - input`` at ``s``, added to the input, which is what
 ``denoise(..., flux_lock=s, change_limit=0, peak_cap=0)`` returns for finite, non-Bayer input
 (the change limit and the peak cap, applied after the lock, are chosen by ``change_limit.py``
 and ``peak_cap.py``). Prints a markdown table
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 import evaluate as ev
-from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise, lock_flux
+from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise, guard_change
 from napari_astrodenoise.core.weights import LoadedModel, load_model
 
 TUNE_SIM_SEED_BASE = 20_000_000
@@ -94,6 +95,21 @@ def tuning_cases(
         print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
+def guarded(
+    noisy: np.ndarray, free: np.ndarray, *, flux_lock: float, change_limit: float, peak_cap: int
+) -> np.ndarray:
+    """``free`` with the engine's safeguards at these settings (``pipeline.guard_change``)."""
+    planes = noisy.reshape(-1, *noisy.shape[-2:])
+    out, _profile = guard_change(
+        free.reshape(planes.shape) - planes,
+        planes,
+        flux_lock=flux_lock,
+        change_limit=change_limit,
+        peak_cap=peak_cap,
+    )
+    return out.reshape(noisy.shape)
+
+
 def tuning_args(
     description: str,
     argv: list[str] | None,
@@ -139,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         s: {"sim": [], "real": [], "flux_err": [], "flux_bias": []} for s in SCALES
     }
     for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        change = (free - case.noisy).reshape(-1, *free.shape[-2:])
         for s in SCALES:
-            locked = lock_flux(change.copy(), s).reshape(free.shape) + case.noisy
+            locked = guarded(case.noisy, free, flux_lock=s, change_limit=0.0, peak_cap=0)
             metrics = ev.score(case, locked)
             per_scale[s]["sim" if ref.kind == "sim" else "real"].append(
                 metrics["psnr"] - noisy_psnr

@@ -9,9 +9,9 @@ ever were. This script measures, for each radius (off, 1, 2):
 - **one pass** on the tuning set of ``flux_lock_scale.py`` (simulated scenes with seeds
   20_000_000 + i, the real frames of ``../shared/data/fits/train/``; never ``fits/eval/``),
   each at the three noise levels of ``evaluate.py``. The network runs once per case with
-  the lock and the limit off; the default flux lock and change limit are applied as the
-  pipeline does, then ``cap_peaks``: what ``denoise(..., peak_cap=r)`` returns for finite,
-  non-Bayer input. Mean PSNR gain on simulated and real cases, median star-flux error,
+  every safeguard off; its change then gets the default flux lock and change limit and the
+  cap (``pipeline.guard_change``): what ``denoise(..., peak_cap=r)`` returns for non-Bayer
+  input. Mean PSNR gain on simulated and real cases, median star-flux error,
   spurious stars, star recall.
 - **the loop** of ``faithfulness.py`` (moderate noise, fresh noise every cycle, ``--cycles``
   cycles) on the training frames (256 px crops) and two colour tuning scenes: PSNR against
@@ -33,7 +33,6 @@ import numpy as np
 
 import evaluate as ev
 import faithfulness as fa
-from change_limit import _limited, _locked
 from flux_lock_scale import (
     TRAIN_DIR,
     TRAIN_IMAGES,
@@ -41,12 +40,13 @@ from flux_lock_scale import (
     finite_mean,
     finite_median,
     gain_cells,
+    guarded,
     tuning_args,
     tuning_cases,
     tuning_references,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, PEAK_CAP, cap_peaks, denoise
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, PEAK_CAP, denoise
 from napari_astrodenoise.core.weights import LoadedModel, load_model
 
 RADII = (0, 1, 2)
@@ -54,20 +54,15 @@ RADII = (0, 1, 2)
 LOOP_SIM_INDICES = (0, 6)
 
 
-def _capped(noisy: np.ndarray, limited: np.ndarray, radius: int) -> np.ndarray:
-    """``limited`` with its peaks capped at ``radius`` (as the pipeline does)."""
-    out = limited.reshape(-1, *limited.shape[-2:]).copy()
-    cap_peaks(out, noisy.reshape(out.shape), radius)
-    return out.reshape(noisy.shape)
-
-
 def one_pass(refs: list[ev.Reference], loaded: LoadedModel) -> dict[int, dict[str, list]]:
     keys = ("sim", "real", "flux_err", "spurious", "recall")
     per_radius: dict[int, dict[str, list]] = {r: {k: [] for k in keys} for r in RADII}
     for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        limited = _limited(case.noisy, _locked(case.noisy, free), CHANGE_LIMIT)
         for r in RADII:
-            metrics = ev.score(case, _capped(case.noisy, limited, r))
+            out = guarded(
+                case.noisy, free, flux_lock=FLUX_LOCK, change_limit=CHANGE_LIMIT, peak_cap=r
+            )
+            metrics = ev.score(case, out)
             d = per_radius[r]
             d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
             d["flux_err"].append(metrics["flux_err"])

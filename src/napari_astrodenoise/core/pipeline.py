@@ -256,6 +256,52 @@ def limit_change(denoised: np.ndarray, original: np.ndarray, limit: float) -> No
     return profile
 
 
+def guard_change(
+    change: np.ndarray,
+    original: np.ndarray,
+    *,
+    flux_lock: float,
+    change_limit: float,
+    peak_cap: int,
+    bad: np.ndarray | None = None,
+) -> tuple[np.ndarray, NoiseProfile | None]:
+    """The engine's safeguards on a network's change, in their order; ``change`` is reused.
+
+    :func:`lock_flux` of the change, added to ``original``; then :func:`limit_change` and
+    :func:`cap_peaks` of the result. Non-finite pixels of ``original`` (``bad``, measured
+    when None) get no change and come back as they were. This is what :func:`denoise`
+    returns at full strength, given the stitched change; benchmarks that vary one
+    safeguard call it on a network's free change (all three off in ``denoise``).
+
+    Parameters
+    ----------
+    change : ndarray
+        (C, H, W) float32 prediction minus input, in the input's units; modified.
+    original : ndarray
+        (C, H, W) input planes.
+    flux_lock, change_limit, peak_cap
+        As for :func:`denoise`, in pixels of these planes.
+    bad : ndarray, optional
+        ``~np.isfinite(original)``, when the caller has it.
+
+    Returns
+    -------
+    (ndarray, NoiseProfile or None)
+        The guarded prediction (``change``'s memory) and the change limit's fitted profile.
+    """
+    bad = ~np.isfinite(original) if bad is None else bad
+    any_bad = bool(bad.any())
+    if any_bad:
+        change[bad] = 0.0
+    lock_flux(change, flux_lock)
+    prediction = np.add(change, original, out=change)
+    if any_bad:
+        prediction[bad] = original[bad]
+    profile = limit_change(prediction, original, change_limit)
+    cap_peaks(prediction, original, peak_cap)
+    return prediction, profile
+
+
 def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
     """Keep every pixel of ``denoised`` at or below its neighbourhood's maximum, in place.
 
@@ -641,16 +687,16 @@ def iter_denoise(
         batch_size=predictor.batch_size,
         out_channels=chw.shape[0] + 1,
     )
-    prediction = stitched[:-1]  # the network's change, in the input's units
-    if bad.any():
-        prediction[bad] = 0.0
-    # a Bayer sub-plane has half the caller's pixel scale
-    lock_flux(prediction, flux_lock / 2 if layout.bayer else flux_lock)
-    prediction += filled
-    if bad.any():
-        prediction[bad] = chw[bad]
-    profile = limit_change(prediction, chw, change_limit)
-    cap_peaks(prediction, chw, peak_cap)
+    # stitched[:-1] is the network's change, in the input's units; a Bayer sub-plane has
+    # half the caller's pixel scale
+    prediction, profile = guard_change(
+        stitched[:-1],
+        chw,
+        flux_lock=flux_lock / 2 if layout.bayer else flux_lock,
+        change_limit=change_limit,
+        peak_cap=peak_cap,
+        bad=bad,
+    )
     settings.update(
         strength=float(strength),
         star_protection=float(star_protection),
