@@ -28,6 +28,7 @@ __all__ = [
     "LossConfig",
     "brightness_consistency",
     "mask_bce",
+    "noise_weight",
     "squash",
     "ssim_index",
     "ssim_loss",
@@ -58,6 +59,9 @@ class LossConfig:
     tv_mode : {"excess", "plain"}
         ``"excess"`` (default) penalises only variation beyond the target's at the stars;
         ``"plain"`` penalises all of the prediction's variation there.
+    noise_weight_max : float
+        Upper bound of the L1's noise weight (:func:`noise_weight`); 1 (default) turns it
+        off, so that every pixel counts alike apart from the stars.
     """
 
     beta: float = 0.2
@@ -67,6 +71,7 @@ class LossConfig:
     star_weight: float = 4.0
     ssim_scale: float = 4.0
     tv_mode: str = "excess"
+    noise_weight_max: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 1.0:
@@ -78,6 +83,9 @@ class LossConfig:
                 raise ValueError(msg)
         if not self.ssim_scale > 0:
             msg = f"ssim_scale must be > 0, got {self.ssim_scale}"
+            raise ValueError(msg)
+        if not self.noise_weight_max >= 1.0:
+            msg = f"noise_weight_max must be >= 1, got {self.noise_weight_max}"
             raise ValueError(msg)
         if self.tv_mode not in ("excess", "plain"):
             msg = f"tv_mode must be 'excess' or 'plain', got {self.tv_mode!r}"
@@ -92,8 +100,53 @@ class LossConfig:
         return asdict(self)
 
 
+def noise_weight(
+    noisy: torch.Tensor, clean: torch.Tensor, *, max_weight: float, window: int = 5
+) -> torch.Tensor:
+    """Per-pixel L1 weight that measures errors in units of the local noise.
+
+    The stretch to network space compresses bright signal: at 100 sky sigmas the photon
+    noise is about a tenth of the sky's in network units, so a plain L1 barely notices
+    noise left on a galaxy core or a bright nebula, and a network trained with it leaves
+    that noise in place (in linear units, where photometry and PSNR are measured, it is most
+    of the error). The weight is the tile's typical noise over the local noise: ``w =
+    clamp(median(s) / s, 1, max_weight)`` per tile and channel, with ``s`` the rms of
+    ``noisy - clean`` over a ``window`` square. The sky and faint signal keep weight 1;
+    a tile without noise (identity pairs) gets 1 everywhere. No gradient flows through it.
+
+    Parameters
+    ----------
+    noisy, clean : Tensor
+        (B, C, H, W) network input and target.
+    max_weight : float
+        Upper bound, >= 1; 1 gives weight 1 everywhere.
+    window : int
+        Odd side of the square for the local rms.
+
+    Returns
+    -------
+    Tensor
+        (B, C, H, W) weights in ``[1, max_weight]``.
+    """
+    if max_weight <= 1.0:
+        return torch.ones_like(clean)
+    with torch.no_grad():
+        sq = (noisy.float() - clean.float()).square()
+        local = F.avg_pool2d(sq, window, stride=1, padding=window // 2, count_include_pad=False)
+        rms = local.sqrt()
+        typical = rms.flatten(2).median(dim=2).values[..., None, None]
+        w = typical / rms.clamp_min(1e-12)
+        w = torch.where(typical > 0, w, torch.ones_like(w))
+        return w.clamp(1.0, max_weight)
+
+
 def star_weighted_l1(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, star_weight: float = 4.0
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    star_weight: float = 4.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean absolute error with star pixels weighted ``1 + star_weight`` times more.
 
@@ -110,6 +163,8 @@ def star_weighted_l1(
         (B, 1, H, W) soft star mask in [0, 1].
     star_weight : float
         Extra weight on stars, >= 0.
+    weight : Tensor, optional
+        (B, C, H, W) further per-pixel weights (:func:`noise_weight`), multiplied in.
 
     Returns
     -------
@@ -117,6 +172,8 @@ def star_weighted_l1(
         Scalar, >= 0; 0 for identical images.
     """
     w = (1.0 + star_weight * mask).expand_as(pred)
+    if weight is not None:
+        w = w * weight
     return (w * (pred - target).abs()).sum() / w.sum()
 
 
@@ -259,7 +316,10 @@ def mask_bce(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def total_loss(
-    output: torch.Tensor, target: torch.Tensor, config: LossConfig | None = None
+    output: torch.Tensor,
+    target: torch.Tensor,
+    config: LossConfig | None = None,
+    noisy: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted training loss and each of its parts.
 
@@ -271,6 +331,8 @@ def total_loss(
         (B, 4, H, W): 3 clean image channels then the soft star mask in [0, 1].
     config : LossConfig, optional
         Weights; defaults to ``LossConfig()``.
+    noisy : Tensor, optional
+        (B, 3, H, W) network input; needed when ``config.noise_weight_max`` > 1.
 
     Returns
     -------
@@ -290,8 +352,14 @@ def total_loss(
     output = output.float()
     pred, logit = output[:, :3], output[:, 3:]
     clean, mask = target[:, :3], target[:, 3:]
+    weight = None
+    if cfg.noise_weight_max > 1.0:
+        if noisy is None:
+            msg = "noise_weight_max > 1 needs the noisy input (total_loss(..., noisy=x))"
+            raise ValueError(msg)
+        weight = noise_weight(noisy, clean, max_weight=cfg.noise_weight_max)
     parts = {
-        "l1": star_weighted_l1(pred, clean, mask, star_weight=cfg.star_weight),
+        "l1": star_weighted_l1(pred, clean, mask, star_weight=cfg.star_weight, weight=weight),
         "ssim": ssim_loss(pred, clean, scale=cfg.ssim_scale),
         "brightness": brightness_consistency(pred, clean, mask),
         "tv": star_tv(pred, mask, reference=clean if cfg.tv_mode == "excess" else None),

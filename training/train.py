@@ -335,7 +335,7 @@ def validate(
         outs.append(model(x).float().cpu())
     model.train()
     out = torch.cat(outs)
-    _, parts = total_loss(out, val.targets, config.loss)
+    _, parts = total_loss(out, val.targets, config.loss, noisy=val.inputs)
     clean, x = val.targets[:, :3], val.inputs
     scale = config.loss.ssim_scale
     metrics = {f"val_{k}": float(v) for k, v in parts.items()}
@@ -470,7 +470,7 @@ def _train_epoch(
         y = y.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
             out = model(x)
-        loss, parts = total_loss(out, y, config.loss)
+        loss, parts = total_loss(out, y, config.loss, noisy=x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if run.grad_clip > 0:

@@ -9,6 +9,7 @@ from training.losses import (
     LossConfig,
     brightness_consistency,
     mask_bce,
+    noise_weight,
     squash,
     ssim_loss,
     star_tv,
@@ -136,6 +137,51 @@ def test_total_loss_is_the_documented_weighted_sum():
         total_loss(output[:, :3], target[:, :3])
     with pytest.raises(ValueError, match="unknown"):
         LossConfig.from_dict({"alpha": 1.0})
+
+
+def test_noise_weight_is_the_typical_over_the_local_noise_within_its_bounds():
+    g = torch.Generator().manual_seed(3)
+    clean = torch.zeros(2, 3, 64, 64)
+    sigma = torch.full_like(clean, 0.3)
+    sigma[0, :, 16:48, 16:48] = 0.03  # a bright core: a tenth of the sky's noise
+    noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+    noisy[1] = clean[1]  # an identity pair: no noise at all
+    w = noise_weight(noisy, clean, max_weight=20.0)
+    assert w.shape == clean.shape
+    assert not w.requires_grad
+    core, sky = w[0, :, 20:44, 20:44], w[0, :, :12, :12]
+    assert float(core.median()) == pytest.approx(10.0, rel=0.15)
+    assert 1.0 <= float(sky.min()) and float(sky.median()) < 1.3
+    assert torch.equal(w[1], torch.ones_like(w[1]))
+    capped = noise_weight(noisy, clean, max_weight=4.0)
+    assert float(capped.max()) == 4.0 and float(capped.min()) >= 1.0
+    assert torch.equal(noise_weight(noisy, clean, max_weight=1.0), torch.ones_like(clean))
+
+
+def test_noise_weight_multiplies_into_the_l1_and_is_off_by_default():
+    g = torch.Generator().manual_seed(4)
+    target, mask = torch.zeros(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
+    pred = torch.rand(target.shape, generator=g)
+    weight = torch.ones_like(target)
+    weight[..., :8, :] = 3.0
+    got = star_weighted_l1(pred, target, mask, weight=weight)
+    expected = (weight * pred).sum() / weight.sum()
+    torch.testing.assert_close(got, expected)
+    output = torch.cat([pred, torch.zeros(1, 1, 16, 16)], dim=1)
+    full = torch.cat([target, mask], dim=1)
+    noisy = pred + 0.1
+    # default config: the noisy input changes nothing
+    a, _ = total_loss(output, full)
+    b, _ = total_loss(output, full, noisy=noisy)
+    torch.testing.assert_close(a, b)
+    cfg = LossConfig(noise_weight_max=10.0)
+    with pytest.raises(ValueError, match="noisy input"):
+        total_loss(output, full, cfg)
+    _, parts = total_loss(output, full, cfg, noisy=noisy)
+    w = noise_weight(noisy, target, max_weight=10.0)
+    torch.testing.assert_close(parts["l1"], star_weighted_l1(pred, target, mask, weight=w))
+    with pytest.raises(ValueError, match="noise_weight_max"):
+        LossConfig(noise_weight_max=0.5)
 
 
 def test_gradients_reach_every_model_parameter():
