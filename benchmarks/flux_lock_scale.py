@@ -96,9 +96,20 @@ def tuning_cases(
 
 
 def guarded(
-    noisy: np.ndarray, free: np.ndarray, *, flux_lock: float, change_limit: float, peak_cap: int
+    noisy: np.ndarray,
+    free: np.ndarray,
+    *,
+    flux_lock: float,
+    change_limit: float,
+    peak_cap: int,
+    lock_threshold: float = 0.0,
 ) -> np.ndarray:
-    """``free`` with the engine's safeguards at these settings (``pipeline.guard_change``)."""
+    """``free`` with the engine's safeguards at these settings (``pipeline.guard_change``).
+
+    ``lock_threshold`` 0 is the strict flux lock, under which this script,
+    ``change_limit.py`` and ``peak_cap.py`` made their tables; ``lock_threshold.py``
+    varies it.
+    """
     planes = noisy.reshape(-1, *noisy.shape[-2:])
     out, _profile = guard_change(
         free.reshape(planes.shape) - planes,
@@ -106,6 +117,7 @@ def guarded(
         flux_lock=flux_lock,
         change_limit=change_limit,
         peak_cap=peak_cap,
+        lock_threshold=lock_threshold,
     )
     return out.reshape(noisy.shape)
 

@@ -12,7 +12,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK, PEAK_CAP
+from napari_astrodenoise.core.pipeline import (
+    CHANGE_LIMIT,
+    ENSEMBLES,
+    FLUX_LOCK,
+    LOCK_THRESHOLD,
+    PEAK_CAP,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -40,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
         default=FLUX_LOCK,
         metavar="PX",
         help=f"keep flux and colour beyond this Gaussian sigma in px (default {FLUX_LOCK:g})",
+    )
+    p.add_argument(
+        "--lock-threshold",
+        type=float,
+        default=LOCK_THRESHOLD,
+        metavar="SIGMA",
+        help="away from stars and signal, hold scales from the flux lock's to 4x it only where "
+        "the change exceeds this many sigmas of their noise; 0: strict lock "
+        f"(default {LOCK_THRESHOLD:g})",
     )
     p.add_argument(
         "--change-limit",
@@ -202,6 +217,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             strength=args.strength,
             star_protection=args.star_protection,
             flux_lock=args.flux_lock,
+            lock_threshold=args.lock_threshold,
             change_limit=args.change_limit,
             peak_cap=args.peak_cap,
             ensemble=args.ensemble,

@@ -36,7 +36,13 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, ENSEMBLES, FLUX_LOCK, PEAK_CAP
+from napari_astrodenoise.core.pipeline import (
+    CHANGE_LIMIT,
+    ENSEMBLES,
+    FLUX_LOCK,
+    LOCK_THRESHOLD,
+    PEAK_CAP,
+)
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -127,6 +133,19 @@ class DenoiseWidget(Container):
                 "sigma (pixels). 0: off, the model may also change large-scale patterns."
             ),
         )
+        self.lock_threshold = FloatSpinBox(
+            label="Lock threshold (σ)",
+            min=0.0,
+            max=10.0,
+            step=0.5,
+            value=LOCK_THRESHOLD,
+            tooltip=(
+                "Away from stars and other signal, hold the scales between the flux lock's "
+                "and 4 times it only where the change exceeds this many sigmas of their "
+                "noise, so the noise removed from empty sky does not come back as a faint "
+                "mottle. 0: the strict lock everywhere."
+            ),
+        )
         self.change_limit = FloatSpinBox(
             label="Change limit (σ)",
             min=0.0,
@@ -173,6 +192,7 @@ class DenoiseWidget(Container):
                 self.star_protection,
                 self.star_mask,
                 self.flux_lock,
+                self.lock_threshold,
                 self.change_limit,
                 self.peak_cap,
                 self.ensemble,
@@ -239,6 +259,7 @@ class DenoiseWidget(Container):
             "strength": float(self.strength.value),
             "star_protection": float(self.star_protection.value),
             "flux_lock": float(self.flux_lock.value),
+            "lock_threshold": float(self.lock_threshold.value),
             "change_limit": float(self.change_limit.value),
             "peak_cap": int(self.peak_cap.value),
             "ensemble": int(self.ensemble.value),

@@ -37,6 +37,7 @@ from napari_astrodenoise.core.normalize import (
     fit_noise_profile,
     fit_stretch,
 )
+from napari_astrodenoise.core.starmask import upsample_blocks
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.diagnostics import SeamReport
@@ -50,6 +51,8 @@ ENSEMBLES = (1, 2, 4, 8)
 _VIEWS = tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx in (False, True))
 #: Default flux-lock scale (Gaussian sigma in pixels of the caller's image): see `lock_flux`.
 FLUX_LOCK = 8.0
+#: Default flux-lock threshold (noise sigmas of the lock's band): see `lock_flux`.
+LOCK_THRESHOLD = 1.0
 #: Default change limit (noise sigmas at each pixel): see `limit_change`.
 CHANGE_LIMIT = 3.0
 #: Default peak cap radius (pixels of the engine's planes): see `cap_peaks`.
@@ -154,6 +157,7 @@ def provenance(settings: dict) -> dict:
         "ADDEVICE": (settings["device"], "torch device used"),
         "ADBAYER": (bool(settings.get("bayer", False)), "Bayer sub-planes denoised apart"),
         "ADFLUXLK": (float(settings.get("flux_lock", 0.0)), "flux kept beyond this sigma, px"),
+        "ADLOCKTH": (float(settings.get("lock_threshold", 0.0)), "flux lock threshold, sigma"),
         "ADENSMBL": (int(settings.get("ensemble", 1)), "flips/transposes averaged per tile"),
         "ADCHGLIM": (float(settings.get("change_limit", 0.0)), "change kept within N noise sigma"),
         "ADPKCAP": (int(settings.get("peak_cap", 0)), "no pixel above input max within N px"),
@@ -163,7 +167,8 @@ def provenance(settings: dict) -> dict:
         f"(sha256 {settings['sha256'][:16]}), strength {settings['strength']:g}, "
         f"star protection {settings['star_protection']:g}, tiles {settings['tile_size']} px, "
         f"overlap {settings['overlap']:g}, blend {settings['blend']}, "
-        f"flux lock {settings.get('flux_lock', 0.0):g} px, "
+        f"flux lock {settings.get('flux_lock', 0.0):g} px "
+        f"(threshold {settings.get('lock_threshold', 0.0):g} sigma), "
         f"self-ensemble {settings.get('ensemble', 1)}, "
         f"change limit {settings.get('change_limit', 0.0):g} sigma, "
         f"peak cap {settings.get('peak_cap', 0)} px, "
@@ -172,19 +177,43 @@ def provenance(settings: dict) -> dict:
     return {"provenance": cards, "history": history}
 
 
-def lock_flux(change: np.ndarray, scale: float) -> np.ndarray:
+def lock_flux(
+    change: np.ndarray,
+    scale: float,
+    *,
+    threshold: float = 0.0,
+    original: np.ndarray | None = None,
+    profile: NoiseProfile | None = None,
+) -> np.ndarray:
     """Take the low spatial frequencies out of a change map, plane by plane, in place.
 
-    ``change -= gaussian_filter(change, scale)`` for each (H, W) plane of a (C, H, W) array
-    (reflecting borders). What is left sums to zero over the frame and over any region much
-    larger than ``scale``: adding it to an image keeps the image's level, the flux of every
-    source in apertures beyond a few ``scale``, and the colour of everything larger than
-    ``scale`` (each channel keeps its own flux). Small-scale work (noise removed, a star's
-    profile sharpened, a hot pixel taken out) passes almost unchanged: the part held back at
-    wavelength ``L`` is ``exp(-(2 pi scale / L)^2 / 2)``, at ``scale`` 8 px half at 42 px,
-    a quarter at 30 px and 2 % at 18 px. The cost is a little of the noise the change took
-    away returning at those long wavelengths: about ``1 / (2 sqrt(pi) scale)`` of the
-    noise's amplitude for white noise, 1/28 at 8 px.
+    **Strict lock** (``threshold`` 0): ``change -= gaussian_filter(change, scale)`` for each
+    (H, W) plane of a (C, H, W) array (reflecting borders). What is left sums to zero over
+    the frame and over any region much larger than ``scale``: adding it to an image keeps
+    the image's level, the flux of every source in apertures beyond a few ``scale``, and the
+    colour of everything larger than ``scale`` (each channel keeps its own flux).
+    Small-scale work (noise removed, a star's profile sharpened, a hot pixel taken out)
+    passes almost unchanged: the part held back at wavelength ``L`` is
+    ``exp(-(2 pi scale / L)^2 / 2)``, at ``scale`` 8 px half at 42 px, a quarter at 30 px
+    and 2 % at 18 px. The cost is a little of the noise the change took away returning at
+    those long wavelengths: about ``1 / (2 sqrt(pi) scale)`` of the noise's amplitude for
+    white noise, 1/28 at 8 px, which on an empty sky is most of what is left after
+    denoising.
+
+    **Noise-aware lock** (``threshold`` > 0, the engine's default 1): the low-pass change
+    ``low`` is split at ``4 scale``. Beyond ``4 scale`` it is always taken out, as above,
+    so levels and the flux and colour of anything larger are kept exactly (the noise this
+    returns is a sixteenth of the strict lock's power). Between ``scale`` and ``4 scale``
+    it is taken out only where it is more than ``threshold`` times the noise of that band
+    (the fitted noise level function at the smoothed signal, for white noise), by that
+    excess (a soft threshold): a network's real error there (a nebula's level, a galaxy's
+    halo) is well above the noise and is still corrected, while the band's share of the
+    removed noise, a pure-noise field below the threshold, stays removed. Within ``2
+    scale`` of any signal ``3`` noise sigmas above the sky (stars, galaxies, nebulae, in
+    the denoised image), feathered over ``scale``, the strict lock applies in full, so
+    the flux of faint stars, whose low-pass change is below the band's noise, is kept as
+    before. The soft part works on a grid ``scale / 2`` times coarser (the fields are
+    smooth at those scales). ``benchmarks/lock_threshold.py`` measures it on the tuning set.
 
     Parameters
     ----------
@@ -192,6 +221,15 @@ def lock_flux(change: np.ndarray, scale: float) -> np.ndarray:
         (C, H, W) float32 (prediction minus input); finite everywhere.
     scale : float
         Gaussian sigma in pixels of these planes; 0 leaves ``change`` alone.
+    threshold : float, optional
+        Noise sigmas of the band between ``scale`` and ``4 scale`` (>= 0); 0 is the strict
+        lock.
+    original : ndarray, optional
+        (C, H, W) input planes; needed when ``threshold`` > 0 (non-finite pixels are read as
+        the sky).
+    profile : NoiseProfile, optional
+        Noise level function of ``original``; fitted to ``original`` against ``original +
+        change`` when None and ``threshold`` > 0.
 
     Returns
     -------
@@ -199,8 +237,14 @@ def lock_flux(change: np.ndarray, scale: float) -> np.ndarray:
         ``change``, modified.
     """
     _check_lock(scale)
+    _check_threshold(threshold)
     if scale == 0:
         return change
+    if threshold > 0:
+        if original is None:
+            msg = "lock_flux with threshold > 0 needs the original planes"
+            raise ValueError(msg)
+        return _soft_lock(change, original, scale, threshold, profile)
     from scipy.ndimage import gaussian_filter
 
     low = np.empty(change.shape[1:], dtype=change.dtype)
@@ -210,7 +254,98 @@ def lock_flux(change: np.ndarray, scale: float) -> np.ndarray:
     return change
 
 
-def limit_change(denoised: np.ndarray, original: np.ndarray, limit: float) -> NoiseProfile | None:
+#: Band between ``scale`` and this times ``scale``: noise-aware; beyond it: always locked.
+_LOCK_BASE = 4.0
+#: Signal this many noise sigmas above the sky gets the strict lock around it.
+_LOCK_SIGNAL = 3.0
+# white-noise sigma of G_s - G_4s (unit-variance noise) times s:
+# sqrt((1 + 1/16 - 4/17) / (4 pi))
+_BAND_NOISE = float(np.sqrt((1.0 + 1.0 / 16.0 - 4.0 / 17.0) / (4.0 * np.pi)))
+
+
+def _soft_lock(
+    change: np.ndarray,
+    original: np.ndarray,
+    scale: float,
+    threshold: float,
+    profile: NoiseProfile | None,
+) -> np.ndarray:
+    """The noise-aware lock of :func:`lock_flux`, in place.
+
+    The strict lock's low-pass is taken at full resolution, as without a threshold; what
+    stays of it (the band below the threshold, away from signal) is smooth on the scale of
+    ``scale`` and is computed on a grid of ``scale / 2`` px blocks, then interpolated back
+    once per plane, bilinearly (the Gaussians are narrowed by the variance the block means
+    and the interpolation add). On white noise that block low-pass differs from the
+    full-resolution one by about 15 % rms of its own amplitude (half a percent of the
+    noise's sigma at 8 px); near stars, where the change is large, nothing stays and the
+    full-resolution lock applies unchanged.
+    """
+    from scipy.ndimage import gaussian_filter, maximum_filter1d
+
+    block = max(1, int(scale // 2))
+    if profile is None:
+        with np.errstate(invalid="ignore"):
+            profile = fit_noise_profile(original, original + change)
+    coarse, level, near = [], [], None
+    for c in range(len(change)):
+        # the free prediction of this plane; non-finite pixels read as the sky
+        sky = np.float32(profile.sky[c])
+        with np.errstate(invalid="ignore"):
+            free = original[c] + change[c]
+        free[~np.isfinite(free)] = sky
+        coarse.append(_block_reduce(change[c], block, np.mean))
+        level.append(_block_reduce(free, block, np.mean))
+        sky_sigma = float(np.sqrt(max(profile.floor[c], 0.0)))
+        bright = _block_reduce(free, block, np.max) > sky + _LOCK_SIGNAL * sky_sigma
+        near = bright if near is None else near | bright
+    # strict within 2 scale of signal, feathered over scale
+    grow = 2 * max(1, round(2 * scale / block)) + 1
+    near = maximum_filter1d(near.astype(np.float32), grow, axis=0, mode="nearest")
+    near = maximum_filter1d(near, grow, axis=1, mode="nearest")
+    free_weight = 1.0 - np.clip(gaussian_filter(near, scale / block, mode="nearest"), 0.0, 1.0)
+    full = np.empty(change.shape[1:], dtype=change.dtype)
+    for c, plane in enumerate(change):
+        low = gaussian_filter(coarse[c], _coarse_sigma(scale, block), mode="reflect")
+        base = gaussian_filter(coarse[c], _coarse_sigma(_LOCK_BASE * scale, block), mode="reflect")
+        smooth = gaussian_filter(level[c], scale / block, mode="reflect")
+        bound = profile.sigma(c, smooth) * np.float32(threshold * _BAND_NOISE / scale)
+        # what stays of the low-pass change: the band below the threshold, away from signal
+        kept = np.clip(low - base, -bound, bound) * free_weight
+        # the strict lock at full resolution (exact where stars change most), less what stays
+        gaussian_filter(plane, scale, output=full, mode="reflect")
+        full -= upsample_blocks(kept, block, plane.shape)
+        plane -= full
+    return change
+
+
+def _coarse_sigma(sigma: float, block: int) -> float:
+    """Gaussian sigma on the block grid whose result, interpolated back, has ``sigma`` px.
+
+    Block means add ``(block^2 - 1) / 12`` px^2 of variance and bilinear interpolation
+    ``block^2 / 6``.
+    """
+    extra = (block**2 - 1) / 12.0 + block**2 / 6.0
+    return float(np.sqrt(max(sigma**2 - extra, 0.25 * sigma**2))) / block
+
+
+def _block_reduce(plane: np.ndarray, block: int, how) -> np.ndarray:
+    """``how`` (np.mean, np.max) over ``block`` x ``block`` squares, edges padded by copies."""
+    if block == 1:
+        return plane.astype(np.float32)
+    h, w = plane.shape
+    ny, nx = -(-h // block), -(-w // block)
+    if (ny * block, nx * block) != (h, w):
+        plane = np.pad(plane, ((0, ny * block - h), (0, nx * block - w)), mode="edge")
+    return how(plane.reshape(ny, block, nx, block), axis=(1, 3)).astype(np.float32)
+
+
+def limit_change(
+    denoised: np.ndarray,
+    original: np.ndarray,
+    limit: float,
+    profile: NoiseProfile | None = None,
+) -> NoiseProfile | None:
     """Keep every pixel of ``denoised`` within ``limit`` noise sigmas of ``original``, in place.
 
     The noise level function (:class:`~napari_astrodenoise.core.normalize.NoiseProfile`,
@@ -234,16 +369,20 @@ def limit_change(denoised: np.ndarray, original: np.ndarray, limit: float) -> No
         (C, H, W) input planes; non-finite pixels are left out of the fit and not limited.
     limit : float
         Noise sigmas (> 0), or 0 to leave ``denoised`` alone.
+    profile : NoiseProfile, optional
+        The noise level function to use (one already fitted, as the noise-aware flux lock
+        does); fitted here when None.
 
     Returns
     -------
     NoiseProfile or None
-        The fitted profile (None when ``limit`` is 0).
+        The profile used (None when ``limit`` is 0).
     """
     _check_limit(limit)
     if limit == 0:
         return None
-    profile = fit_noise_profile(original, denoised)
+    if profile is None:
+        profile = fit_noise_profile(original, denoised)
     for c, (out, inp) in enumerate(zip(denoised, original, strict=True)):
         # the sigma of the fainter of the two levels: a star made up out of sky, or a real
         # star erased, is held to the noise of the sky, not to that of the star
@@ -263,13 +402,16 @@ def guard_change(
     flux_lock: float,
     change_limit: float,
     peak_cap: int,
+    lock_threshold: float,
     bad: np.ndarray | None = None,
 ) -> tuple[np.ndarray, NoiseProfile | None]:
     """The engine's safeguards on a network's change, in their order; ``change`` is reused.
 
     :func:`lock_flux` of the change, added to ``original``; then :func:`limit_change` and
-    :func:`cap_peaks` of the result. Non-finite pixels of ``original`` (``bad``, measured
-    when None) get no change and come back as they were. This is what :func:`denoise`
+    :func:`cap_peaks` of the result. With a noise-aware lock (``lock_threshold`` > 0) the
+    noise level function is fitted once, to the free prediction, and serves the limit too.
+    Non-finite pixels of ``original`` (``bad``, measured when None) get no change and come
+    back as they were. This is what :func:`denoise`
     returns at full strength, given the stitched change; benchmarks that vary one
     safeguard call it on a network's free change (all three off in ``denoise``).
 
@@ -279,7 +421,7 @@ def guard_change(
         (C, H, W) float32 prediction minus input, in the input's units; modified.
     original : ndarray
         (C, H, W) input planes.
-    flux_lock, change_limit, peak_cap
+    flux_lock, change_limit, peak_cap, lock_threshold
         As for :func:`denoise`, in pixels of these planes.
     bad : ndarray, optional
         ``~np.isfinite(original)``, when the caller has it.
@@ -293,11 +435,19 @@ def guard_change(
     any_bad = bool(bad.any())
     if any_bad:
         change[bad] = 0.0
-    lock_flux(change, flux_lock)
+    profile = None
+    if flux_lock > 0 and lock_threshold > 0:
+        with np.errstate(invalid="ignore"):
+            free = original + change
+        if any_bad:
+            free[bad] = np.nan
+        profile = fit_noise_profile(original, free)
+        del free
+    lock_flux(change, flux_lock, threshold=lock_threshold, original=original, profile=profile)
     prediction = np.add(change, original, out=change)
     if any_bad:
         prediction[bad] = original[bad]
-    profile = limit_change(prediction, original, change_limit)
+    profile = limit_change(prediction, original, change_limit, profile)
     cap_peaks(prediction, original, peak_cap)
     return prediction, profile
 
@@ -369,6 +519,12 @@ def _check_cap(radius: int) -> None:
 def _check_limit(limit: float) -> None:
     if not (np.isfinite(limit) and limit >= 0):
         msg = f"change_limit must be a number of noise sigmas >= 0 (0: off), got {limit}"
+        raise ValueError(msg)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not (np.isfinite(threshold) and threshold >= 0):
+        msg = f"lock_threshold must be a number of noise sigmas >= 0 (0: strict), got {threshold}"
         raise ValueError(msg)
 
 
@@ -649,6 +805,7 @@ def iter_denoise(
     change_limit: float = CHANGE_LIMIT,
     peak_cap: int = PEAK_CAP,
     ensemble: int = 1,
+    lock_threshold: float = LOCK_THRESHOLD,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """Denoise step by step: yields ``(tiles_done, tiles_total)``, returns a DenoiseResult.
 
@@ -659,6 +816,7 @@ def iter_denoise(
     _check_unit("strength", strength)
     _check_unit("star_protection", star_protection)
     _check_lock(flux_lock)
+    _check_threshold(lock_threshold)
     _check_limit(change_limit)
     _check_cap(peak_cap)
     layout, chw, filled, bad, predictor, settings = _prepare(
@@ -695,12 +853,14 @@ def iter_denoise(
         flux_lock=flux_lock / 2 if layout.bayer else flux_lock,
         change_limit=change_limit,
         peak_cap=peak_cap,
+        lock_threshold=lock_threshold,
         bad=bad,
     )
     settings.update(
         strength=float(strength),
         star_protection=float(star_protection),
         flux_lock=float(flux_lock),
+        lock_threshold=float(lock_threshold),
         change_limit=float(change_limit),
         peak_cap=int(peak_cap),
     )
@@ -736,6 +896,7 @@ def denoise(
     change_limit: float = CHANGE_LIMIT,
     peak_cap: int = PEAK_CAP,
     ensemble: int = 1,
+    lock_threshold: float = LOCK_THRESHOLD,
 ) -> np.ndarray:
     """Denoise a linear astronomical image.
 
@@ -778,7 +939,8 @@ def denoise(
         default 8): the network's change loses its low spatial frequencies (:func:`lock_flux`),
         so the level, large-aperture photometry and the colour of extended emission are the
         input's. 0 turns it off, letting the model also remove large-scale patterns such as
-        colour blotches (and shift levels and colours, if it errs).
+        colour blotches (and shift levels and colours, if it errs). See ``lock_threshold``
+        for how strictly the scales between this and 4 times this are held.
     change_limit : float, optional
         Keep every output pixel within this many noise sigmas of the input (default 3;
         :func:`limit_change`), with the noise level function fitted to the image's own
@@ -794,6 +956,13 @@ def denoise(
         Test-time self-ensemble: average the network over this many flips (2, 4) or flips
         and transposes (8) of every tile. 1 (default) is the fastest; 8 costs 8 times the
         network time for a cleaner result (see the README's figures).
+    lock_threshold : float, optional
+        Noise-aware flux lock (default 1; :func:`lock_flux`): at scales between
+        ``flux_lock`` and 4 times it, away from stars and other signal, the change is
+        held back only where it exceeds this many sigmas of the noise at that scale, so
+        the noise removed from an empty sky does not come back as a faint mottle. Beyond
+        4 times ``flux_lock``, and within twice it of any signal, the lock is strict. 0
+        is the strict lock everywhere.
 
     Returns
     -------
@@ -819,6 +988,7 @@ def denoise(
             change_limit=change_limit,
             peak_cap=peak_cap,
             ensemble=ensemble,
+            lock_threshold=lock_threshold,
         )
     )
     return result.output()

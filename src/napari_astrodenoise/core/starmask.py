@@ -189,7 +189,7 @@ def _fill_nearest(mesh: np.ndarray) -> np.ndarray:
     return mesh[iy, ix]
 
 
-def _upsample(mesh: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
+def upsample_blocks(mesh: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear interpolation of tile values (at tile centres) to every pixel, float32."""
     out = mesh.astype(np.float32)
     for axis, n in ((0, shape[0]), (1, shape[1])):
@@ -213,7 +213,7 @@ def _smooth_map(values: np.ndarray, block: int, size: int, shape: tuple[int, int
     k += 1 - k % 2
     if k > 1:
         mesh = ndimage.median_filter(mesh, size=k, mode="nearest")
-    return _upsample(mesh, block, shape)
+    return upsample_blocks(mesh, block, shape)
 
 
 def _background(data: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""Choose the flux lock's noise threshold on a tuning set that is not the evaluation set.
+
+The strict flux lock (``pipeline.lock_flux``, threshold 0) takes every scale beyond 8 px out
+of the network's change, which gives back the noise the network removed at those scales:
+on an empty sky that mottle is most of what is left. The noise-aware lock holds the band
+between 8 and 32 px only where the change exceeds ``t`` sigmas of that band's noise, and
+stays strict beyond 32 px and near any signal. Small ``t`` is the strict lock; large ``t``
+lets a network's real low-frequency errors through where they are faint. This script
+measures it on the tuning set of ``flux_lock_scale.py`` (simulated scenes with seeds
+20_000_000 + i, the real frames of ``../shared/data/fits/train/``; never ``fits/eval/``),
+each at the three noise levels of ``evaluate.py``. The network runs once per case with
+every safeguard off; its change then gets the engine's default lock scale, change limit
+and peak cap with each ``t`` (``pipeline.guard_change``), which is what
+``denoise(..., lock_threshold=t)`` returns for non-Bayer input.
+
+Prints a markdown table (mean PSNR gain on simulated and real cases, the worst case's
+gain over the strict lock, median star-flux error and bias, spurious stars, star recall)
+and writes it to ``benchmarks/results/lock_threshold_<model>.md``.
+
+    .venv/bin/python benchmarks/lock_threshold.py [--model default|PATH] [--n-sim 12]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import evaluate as ev
+from flux_lock_scale import (
+    TRAIN_IMAGES,
+    TUNE_SIM_SEED_BASE,
+    finite_mean,
+    finite_median,
+    gain_cells,
+    guarded,
+    tuning_args,
+    tuning_cases,
+    tuning_references,
+    write_results,
+)
+from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, LOCK_THRESHOLD, PEAK_CAP
+from napari_astrodenoise.core.weights import load_model
+
+THRESHOLDS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tuning_args(__doc__.split("\n")[0], argv)
+    loaded = load_model(args.model, device=args.device)
+    refs = tuning_references(args.n_sim, args.crop)
+    keys = ("sim", "real", "psnr", "flux_err", "flux_bias", "spurious", "recall")
+    per: dict[float, dict[str, list[float]]] = {t: {n: [] for n in keys} for t in THRESHOLDS}
+    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
+        for t in THRESHOLDS:
+            out = guarded(
+                case.noisy,
+                free,
+                flux_lock=FLUX_LOCK,
+                change_limit=CHANGE_LIMIT,
+                peak_cap=PEAK_CAP,
+                lock_threshold=t,
+            )
+            metrics = ev.score(case, out)
+            d = per[t]
+            d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
+            for name in keys[2:]:
+                d[name].append(metrics[name])
+    strict = np.asarray(per[0.0]["psnr"])
+    n_sim_cases, n_real_cases = len(per[0.0]["sim"]), len(per[0.0]["real"])
+    lines = [
+        f"# Flux-lock threshold on the tuning set: {loaded.name}",
+        "",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), flux lock {FLUX_LOCK:g} px, "
+        f"change limit {CHANGE_LIMIT:g} sigma, peak cap {PEAK_CAP} px. Tuning set (never the "
+        f"evaluation set): {n_sim_cases} simulated cases (seeds {TUNE_SIM_SEED_BASE} + i) and "
+        f"{n_real_cases} cases from the training frames ({', '.join(TRAIN_IMAGES)}), "
+        f"{args.crop} px crops, the three noise levels of evaluate.py. Threshold 0 is the "
+        f"strict lock; engine default: {LOCK_THRESHOLD:g} sigma.",
+        "",
+        f"Command: `.venv/bin/python benchmarks/lock_threshold.py --model {args.model}`",
+        "",
+        "| threshold sigma | mean gain dB, simulated | mean gain dB, real | mean gain dB, all "
+        "| worst case vs strict dB | median flux err | median flux bias | spurious (total) "
+        "| mean recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in THRESHOLDS:
+        d = per[t]
+        worst = float(np.min(np.asarray(d["psnr"]) - strict))
+        lines.append(
+            f"| {'strict' if t == 0 else f'{t:g}'} | {gain_cells(d)} | {worst:+.2f} | "
+            f"{100 * finite_median(d['flux_err']):.2f} % | "
+            f"{100 * finite_median(d['flux_bias']):+.2f} % | {int(np.sum(d['spurious']))} | "
+            f"{finite_mean(d['recall']):.3f} |"
+        )
+    write_results(f"lock_threshold_{loaded.name}", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
