@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-import evaluate as ev
 from flux_lock_scale import (
     TRAIN_IMAGES,
     TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
-    guarded,
+    sweep,
     tuning_args,
-    tuning_cases,
     tuning_references,
     write_results,
 )
@@ -45,17 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
     refs = tuning_references(args.n_sim, args.crop)
-    keys = ("sim", "real", "flux_err", "spurious", "recall")
-    per_limit: dict[float, dict[str, list[float]]] = {k: {n: [] for n in keys} for k in LIMITS}
-    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        for k in LIMITS:
-            out = guarded(case.noisy, free, flux_lock=FLUX_LOCK, change_limit=k, peak_cap=0)
-            metrics = ev.score(case, out)
-            d = per_limit[k]
-            d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
-            d["flux_err"].append(metrics["flux_err"])
-            d["spurious"].append(metrics["spurious"])
-            d["recall"].append(metrics["recall"])
+    per_limit = sweep(
+        refs,
+        loaded,
+        LIMITS,
+        lambda k: {"flux_lock": FLUX_LOCK, "change_limit": k, "peak_cap": 0},
+    )
     n_sim_cases, n_real_cases = len(per_limit[0.0]["sim"]), len(per_limit[0.0]["real"])
     lines = [
         f"# Change limit on the tuning set: {loaded.name}",

@@ -441,11 +441,18 @@ def load_denoiser(
     ensemble: int = 1,
     change_limit: float | None = None,
     peak_cap: int | None = None,
+    lock_threshold: float | None = None,
 ):
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
-    path, run with ``flux_lock``, ``change_limit`` and ``peak_cap`` (None: the engine's
-    defaults) and ``ensemble``."""
-    from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, PEAK_CAP, denoise
+    path, run with ``flux_lock``, ``change_limit``, ``peak_cap`` and ``lock_threshold``
+    (None: the engine's defaults) and ``ensemble``."""
+    from napari_astrodenoise.core.pipeline import (
+        CHANGE_LIMIT,
+        FLUX_LOCK,
+        LOCK_THRESHOLD,
+        PEAK_CAP,
+        denoise,
+    )
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
     if spec == "untrained":
@@ -460,12 +467,14 @@ def load_denoiser(
     lock = FLUX_LOCK if flux_lock is None else flux_lock
     limit = CHANGE_LIMIT if change_limit is None else change_limit
     cap = PEAK_CAP if peak_cap is None else peak_cap
+    threshold = LOCK_THRESHOLD if lock_threshold is None else lock_threshold
     label += (
-        f", flux lock {lock:g} px, change limit {limit:g} sigma, peak cap {cap} px, "
-        f"self-ensemble {ensemble}"
+        f", flux lock {lock:g} px (threshold {threshold:g} sigma), change limit {limit:g} "
+        f"sigma, peak cap {cap} px, self-ensemble {ensemble}"
     )
     name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
     name += "" if limit == CHANGE_LIMIT else f"_limit{limit:g}"
+    name += "" if threshold == LOCK_THRESHOLD else f"_lockth{threshold:g}"
     name += "" if cap == PEAK_CAP else f"_cap{cap}"
     name += "" if ensemble == 1 else f"_ens{ensemble}"
 
@@ -476,6 +485,7 @@ def load_denoiser(
             model=loaded,
             channel_axis=axis,
             flux_lock=lock,
+            lock_threshold=threshold,
             change_limit=limit,
             peak_cap=cap,
             ensemble=ensemble,
@@ -493,13 +503,22 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--change-limit", type=float, default=None, help="noise sigmas (default: the engine's)"
     )
     p.add_argument("--peak-cap", type=int, default=None, help="px (default: the engine's)")
+    p.add_argument(
+        "--lock-threshold", type=float, default=None, help="sigmas (default: the engine's)"
+    )
     p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
 
 
 def denoiser_from_args(args: argparse.Namespace):
     """``load_denoiser`` with the options of ``add_model_options``."""
     return load_denoiser(
-        args.model, args.device, args.flux_lock, args.ensemble, args.change_limit, args.peak_cap
+        args.model,
+        args.device,
+        args.flux_lock,
+        args.ensemble,
+        args.change_limit,
+        args.peak_cap,
+        args.lock_threshold,
     )
 
 

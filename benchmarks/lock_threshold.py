@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
-import evaluate as ev
 from flux_lock_scale import (
     TRAIN_IMAGES,
     TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
-    guarded,
+    sweep,
     tuning_args,
-    tuning_cases,
     tuning_references,
     write_results,
 )
@@ -47,23 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
     refs = tuning_references(args.n_sim, args.crop)
-    keys = ("sim", "real", "psnr", "flux_err", "flux_bias", "spurious", "recall")
-    per: dict[float, dict[str, list[float]]] = {t: {n: [] for n in keys} for t in THRESHOLDS}
-    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        for t in THRESHOLDS:
-            out = guarded(
-                case.noisy,
-                free,
-                flux_lock=FLUX_LOCK,
-                change_limit=CHANGE_LIMIT,
-                peak_cap=PEAK_CAP,
-                lock_threshold=t,
-            )
-            metrics = ev.score(case, out)
-            d = per[t]
-            d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
-            for name in keys[2:]:
-                d[name].append(metrics[name])
+    per = sweep(
+        refs,
+        loaded,
+        THRESHOLDS,
+        lambda t: {
+            "flux_lock": FLUX_LOCK,
+            "change_limit": CHANGE_LIMIT,
+            "peak_cap": PEAK_CAP,
+            "lock_threshold": t,
+        },
+    )
     strict = np.asarray(per[0.0]["psnr"])
     n_sim_cases, n_real_cases = len(per[0.0]["sim"]), len(per[0.0]["real"])
     lines = [

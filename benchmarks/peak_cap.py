@@ -40,9 +40,8 @@ from flux_lock_scale import (
     finite_mean,
     finite_median,
     gain_cells,
-    guarded,
+    sweep,
     tuning_args,
-    tuning_cases,
     tuning_references,
     write_results,
 )
@@ -55,20 +54,12 @@ LOOP_SIM_INDICES = (0, 6)
 
 
 def one_pass(refs: list[ev.Reference], loaded: LoadedModel) -> dict[int, dict[str, list]]:
-    keys = ("sim", "real", "flux_err", "spurious", "recall")
-    per_radius: dict[int, dict[str, list]] = {r: {k: [] for k in keys} for r in RADII}
-    for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
-        for r in RADII:
-            out = guarded(
-                case.noisy, free, flux_lock=FLUX_LOCK, change_limit=CHANGE_LIMIT, peak_cap=r
-            )
-            metrics = ev.score(case, out)
-            d = per_radius[r]
-            d["sim" if ref.kind == "sim" else "real"].append(metrics["psnr"] - noisy_psnr)
-            d["flux_err"].append(metrics["flux_err"])
-            d["spurious"].append(metrics["spurious"])
-            d["recall"].append(metrics["recall"])
-    return per_radius
+    return sweep(
+        refs,
+        loaded,
+        RADII,
+        lambda r: {"flux_lock": FLUX_LOCK, "change_limit": CHANGE_LIMIT, "peak_cap": r},
+    )
 
 
 def loop_subjects(crop: int) -> list[fa.Subject]:
