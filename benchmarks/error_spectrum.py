@@ -6,10 +6,14 @@ never the evaluation set) get the ``moderate`` noise of ``evaluate.py``; the shi
 them. For each output the error against the truth is split into wavelength bands by its
 power spectrum (summed over channels, radial bands of the 2-D FFT). A model short of
 capacity or training loses at the shortest wavelengths, where the noise and the finest
-detail are; the flux lock's price (the noise it gives back) shows at tens of pixels.
+detail are; the flux lock's price (the noise it gives back) shows at tens of pixels. A
+second split is by pixel: the squared error summed over the pixels whose clean level lies
+in each band of sky sigmas above the sky (where the stretch into network space squeezes
+the noise, a model can leave it in place).
 
-Prints a markdown table (error power of model and BM3D per band, summed over the scenes of
-a preset, relative to the noisy input's) and writes it to
+Prints two markdown tables (error power of model and BM3D per wavelength band and per
+signal level, summed over the scenes of a preset, relative to the noisy input's) and
+writes them to
 ``benchmarks/results/error_spectrum_<model>.md``.
 
     .venv/bin/python benchmarks/error_spectrum.py [--model default|PATH] [--n-sim 12]
@@ -33,6 +37,8 @@ from napari_astrodenoise.core.weights import load_model
 
 #: wavelength bands in pixels (short, long); the shortest wavelength is sqrt(2) px
 BANDS = ((0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, np.inf))
+#: clean signal above the sky in sky sigmas (lower edges; the last is open)
+LEVEL_EDGES = (-np.inf, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def band_powers(error: np.ndarray) -> np.ndarray:
@@ -52,12 +58,34 @@ def band_powers(error: np.ndarray) -> np.ndarray:
     return np.array([power[band].sum() for band in inside])
 
 
+def level_powers(error: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """Sum of squares of ``error`` over the pixels in each ``LEVEL_EDGES`` band of ``snr``.
+
+    ``snr`` (same shape) is the clean signal above the sky in sky sigmas; the bands add up
+    to the error's sum of squares.
+    """
+    which = np.searchsorted(np.asarray(LEVEL_EDGES[1:]), snr, side="right")
+    sq = np.square(error, dtype=np.float64)
+    return np.bincount(which.ravel(), weights=sq.ravel(), minlength=len(LEVEL_EDGES))
+
+
+def _cells(t: dict[str, np.ndarray]) -> str:
+    return " | ".join(
+        f"{100 * m / n:.2f} / {100 * b / n:.2f}" if n > 0 else "n/a"
+        for m, b, n in zip(t["model"], t["bm3d"], t["noisy"], strict=True)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
     level = ev.LEVELS["moderate"]
+    methods = ("noisy", "model", "bm3d")
     totals: dict[str, dict[str, np.ndarray]] = defaultdict(
-        lambda: {m: np.zeros(len(BANDS)) for m in ("noisy", "model", "bm3d")}
+        lambda: {m: np.zeros(len(BANDS)) for m in methods}
+    )
+    by_level: dict[str, dict[str, np.ndarray]] = defaultdict(
+        lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in (*methods, "pixels")}
     )
     for i in range(args.n_sim):
         ref = ev.prepare(ev.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
@@ -69,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
             "bm3d": ev.CLASSICAL["bm3d"](case.noisy, case.nm),
         }
         preset = ev.SIM_PRESETS[i % len(ev.SIM_PRESETS)]  # as simulated_reference picks it
+        sky = np.asarray(ref.sky, dtype=np.float64).reshape(-1, 1, 1)
+        snr = (ref.image.reshape(-1, *ref.image.shape[-2:]) - sky) / case.sigma_chan
         for method, out in outputs.items():
-            totals[preset][method] += band_powers(out - ref.image)
+            error = out - ref.image
+            totals[preset][method] += band_powers(error)
+            by_level[preset][method] += level_powers(error.reshape(snr.shape), snr)
+        by_level[preset]["pixels"] += level_powers(np.ones_like(snr), snr)
         print(f"[{ref.name}] done", flush=True)
     header = " | ".join(
         f"< {hi:g} px" if lo == 0 else f"{lo:g}-{hi:g} px" if np.isfinite(hi) else f"> {lo:g} px"
@@ -92,11 +125,26 @@ def main(argv: list[str] | None = None) -> int:
         "|---|" + "---|" * (len(BANDS) + 1),
     ]
     for preset, t in sorted(totals.items()):
-        cells = " | ".join(
-            f"{100 * m / n:.2f} / {100 * b / n:.2f}"
-            for m, b, n in zip(t["model"], t["bm3d"], t["noisy"], strict=True)
-        )
-        lines.append(f"| {preset} | {cells} | {t['model'].sum() / t['bm3d'].sum():.2f} |")
+        lines.append(f"| {preset} | {_cells(t)} | {t['model'].sum() / t['bm3d'].sum():.2f} |")
+    edges = [*LEVEL_EDGES[1:], np.inf]
+    level_header = " | ".join(
+        f"< {hi:g}"
+        if not np.isfinite(lo)
+        else (f"> {lo:g}" if not np.isfinite(hi) else f"{lo:g}-{hi:g}")
+        for lo, hi in zip(LEVEL_EDGES, edges, strict=True)
+    )
+    lines += [
+        "",
+        "By clean signal level (sky sigmas above the sky): each cell is the squared error "
+        "summed over those pixels, model / BM3D, as a percentage of the noisy input's there; "
+        "the last column is the share of pixels in each band.",
+        "",
+        f"| preset | {level_header} | pixels, % per band |",
+        "|---|" + "---|" * (len(LEVEL_EDGES) + 1),
+    ]
+    for preset, t in sorted(by_level.items()):
+        share = " / ".join(f"{100 * p / t['pixels'].sum():.1f}" for p in t["pixels"])
+        lines.append(f"| {preset} | {_cells(t)} | {share} |")
     write_results(f"error_spectrum_{loaded.name}", lines)
     return 0
 

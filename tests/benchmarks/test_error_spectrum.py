@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from error_spectrum import BANDS, band_powers
+from error_spectrum import BANDS, LEVEL_EDGES, band_powers, level_powers
 
 
 def test_band_powers_add_up_to_the_sum_of_squares():
@@ -22,3 +22,13 @@ def test_a_ripple_lands_in_the_band_of_its_wavelength(cycles, band):
     ripple = np.tile(np.sin(2 * np.pi * cycles * x / 128), (128, 1))
     powers = band_powers(ripple)
     assert powers[band] > 0.95 * powers.sum()
+
+
+def test_level_powers_sort_each_pixel_by_its_signal_level():
+    snr = np.array([[-2.0, 0.5, 1.0, 2.9], [5.0, 10.0, 99.0, 500.0]])
+    error = np.arange(1.0, 9.0).reshape(2, 4)
+    powers = level_powers(error, snr)
+    assert powers.shape == (len(LEVEL_EDGES),)
+    assert powers.sum() == pytest.approx((error**2).sum())
+    # < 1: 1, 2; 1-3: 3, 4; 3-10: 5; 10-30: 6; 30-100: 7; > 100: 8
+    np.testing.assert_allclose(powers, [1 + 4, 9 + 16, 25, 36, 49, 64])
