@@ -325,6 +325,18 @@ def test_noise_aware_lock_is_strict_around_stars():
     assert abs(err_aware - err_strict) < 0.002 * star_flux
 
 
+def test_block_reductions_are_means_and_maxima_of_edge_padded_squares():
+    x = np.random.default_rng(8).normal(size=(10, 13)).astype(np.float32)
+    padded = np.pad(x, ((0, 2), (0, 3)), mode="edge").reshape(3, 4, 4, 4)
+    np.testing.assert_allclose(
+        pipeline._block_reduce(x, 4, np.add), padded.mean(axis=(1, 3)), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        pipeline._block_reduce(x, 4, np.maximum), padded.max(axis=(1, 3))
+    )
+    np.testing.assert_array_equal(pipeline._block_reduce(x, 1, np.maximum), x)
+
+
 def test_noise_aware_lock_low_pass_on_blocks_matches_the_full_resolution_gaussian():
     from scipy.ndimage import gaussian_filter
 
@@ -332,7 +344,7 @@ def test_noise_aware_lock_low_pass_on_blocks_matches_the_full_resolution_gaussia
 
     x = np.random.default_rng(7).normal(size=(512, 512)).astype(np.float32)
     ref = gaussian_filter(x, 8.0)
-    coarse = gaussian_filter(pipeline._block_reduce(x, 4, np.mean), pipeline._coarse_sigma(8.0, 4))
+    coarse = gaussian_filter(pipeline._block_reduce(x, 4, np.add), pipeline._coarse_sigma(8.0, 4))
     got = upsample_blocks(coarse, 4, x.shape)
     inner = (slice(64, -64), slice(64, -64))
     assert np.std(got[inner]) == pytest.approx(np.std(ref[inner]), rel=0.03)  # same power

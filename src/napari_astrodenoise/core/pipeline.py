@@ -294,10 +294,10 @@ def _soft_lock(
         with np.errstate(invalid="ignore"):
             free = original[c] + change[c]
         free[~np.isfinite(free)] = sky
-        coarse.append(_block_reduce(change[c], block, np.mean))
-        level.append(_block_reduce(free, block, np.mean))
+        coarse.append(_block_reduce(change[c], block, np.add))
+        level.append(_block_reduce(free, block, np.add))
         sky_sigma = float(np.sqrt(max(profile.floor[c], 0.0)))
-        bright = _block_reduce(free, block, np.max) > sky + _LOCK_SIGNAL * sky_sigma
+        bright = _block_reduce(free, block, np.maximum) > sky + _LOCK_SIGNAL * sky_sigma
         near = bright if near is None else near | bright
     # strict within 2 scale of signal, feathered over scale
     grow = 2 * max(1, round(2 * scale / block)) + 1
@@ -329,15 +329,27 @@ def _coarse_sigma(sigma: float, block: int) -> float:
     return float(np.sqrt(max(sigma**2 - extra, 0.25 * sigma**2))) / block
 
 
-def _block_reduce(plane: np.ndarray, block: int, how) -> np.ndarray:
-    """``how`` (np.mean, np.max) over ``block`` x ``block`` squares, edges padded by copies."""
+def _block_reduce(plane: np.ndarray, block: int, how: np.ufunc) -> np.ndarray:
+    """Mean (``np.add``) or maximum (``np.maximum``) over ``block`` x ``block`` squares.
+
+    Edges are padded by copies of the last row and column. Strided slices, one pass per
+    position in the block: several times faster than a reduction over a reshaped view.
+    """
     if block == 1:
         return plane.astype(np.float32)
     h, w = plane.shape
     ny, nx = -(-h // block), -(-w // block)
     if (ny * block, nx * block) != (h, w):
         plane = np.pad(plane, ((0, ny * block - h), (0, nx * block - w)), mode="edge")
-    return how(plane.reshape(ny, block, nx, block), axis=(1, 3)).astype(np.float32)
+    cols = plane[:, 0::block].astype(np.float32)
+    for j in range(1, block):
+        how(cols, plane[:, j::block], out=cols)
+    out = cols[0::block].copy()
+    for j in range(1, block):
+        how(out, cols[j::block], out=out)
+    if how is np.add:
+        out *= np.float32(1.0 / block**2)
+    return out
 
 
 def limit_change(
