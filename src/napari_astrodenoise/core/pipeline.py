@@ -202,8 +202,8 @@ def lock_flux(
 
     **Noise-aware lock** (``threshold`` > 0, the engine's default 1): the low-pass change
     ``low`` is split at ``4 scale``. Beyond ``4 scale`` it is always taken out, as above,
-    so levels and the flux and colour of anything larger are kept exactly (the noise this
-    returns is a sixteenth of the strict lock's power). Between ``scale`` and ``4 scale``
+    so levels and the flux and colour of anything larger are kept (the noise this returns
+    is a sixteenth of the strict lock's power). Between ``scale`` and ``4 scale``
     it is taken out only where it is more than ``threshold`` times the noise of that band
     (the fitted noise level function at the smoothed signal, for white noise), by that
     excess (a soft threshold): a network's real error there (a nebula's level, a galaxy's
@@ -212,8 +212,8 @@ def lock_flux(
     scale`` of any signal ``3`` noise sigmas above the sky (stars, galaxies, nebulae, in
     the denoised image), feathered over ``scale``, the strict lock applies in full, so
     the flux of faint stars, whose low-pass change is below the band's noise, is kept as
-    before. The soft part works on a grid ``scale / 2`` times coarser (the fields are
-    smooth at those scales). ``benchmarks/lock_threshold.py`` measures it on the tuning set.
+    before. The soft part works on blocks of ``scale / 2`` px (the fields are smooth at
+    those scales). ``benchmarks/lock_threshold.py`` measures it on the tuning set.
 
     Parameters
     ----------
