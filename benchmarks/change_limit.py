@@ -29,20 +29,16 @@ from flux_lock_scale import (
     finite_median,
     gain_cells,
     sweep,
-    tuning_args,
-    tuning_references,
+    tuning_setup,
     write_results,
 )
 from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK
-from napari_astrodenoise.core.weights import load_model
 
 LIMITS = (0.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tuning_args(__doc__.split("\n")[0], argv)
-    loaded = load_model(args.model, device=args.device)
-    refs = tuning_references(args.n_sim, args.crop)
+    args, loaded, refs = tuning_setup(__doc__.split("\n")[0], argv)
     per_limit = sweep(
         refs,
         loaded,

@@ -174,6 +174,18 @@ def gain_cells(d: dict[str, list[float]]) -> str:
     )
 
 
+def tuning_setup(
+    description: str, argv: list[str] | None
+) -> tuple[argparse.Namespace, LoadedModel, list[ev.Reference]]:
+    """``(args, model, references)`` of a tuning-set script with the common options."""
+    args = tuning_args(description, argv)
+    return (
+        args,
+        load_model(args.model, device=args.device),
+        tuning_references(args.n_sim, args.crop),
+    )
+
+
 def write_results(stem: str, lines: list[str]) -> None:
     """Print a markdown table and write it to ``benchmarks/results/<stem>.md``."""
     text = "\n".join(lines) + "\n"
@@ -185,9 +197,7 @@ def write_results(stem: str, lines: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tuning_args(__doc__.split("\n")[0], argv)
-    loaded = load_model(args.model, device=args.device)
-    refs = tuning_references(args.n_sim, args.crop)
+    args, loaded, refs = tuning_setup(__doc__.split("\n")[0], argv)
     per_scale = sweep(
         refs, loaded, SCALES, lambda s: {"flux_lock": s, "change_limit": 0.0, "peak_cap": 0}
     )

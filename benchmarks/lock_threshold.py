@@ -31,20 +31,16 @@ from flux_lock_scale import (
     finite_median,
     gain_cells,
     sweep,
-    tuning_args,
-    tuning_references,
+    tuning_setup,
     write_results,
 )
 from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, LOCK_THRESHOLD, PEAK_CAP
-from napari_astrodenoise.core.weights import load_model
 
 THRESHOLDS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = tuning_args(__doc__.split("\n")[0], argv)
-    loaded = load_model(args.model, device=args.device)
-    refs = tuning_references(args.n_sim, args.crop)
+    args, loaded, refs = tuning_setup(__doc__.split("\n")[0], argv)
     per = sweep(
         refs,
         loaded,
