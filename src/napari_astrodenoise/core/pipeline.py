@@ -449,12 +449,9 @@ def guard_change(
         change[bad] = 0.0
     profile = None
     if flux_lock > 0 and lock_threshold > 0:
+        # fitted once, to the free prediction (bad pixels stay non-finite and are ignored)
         with np.errstate(invalid="ignore"):
-            free = original + change
-        if any_bad:
-            free[bad] = np.nan
-        profile = fit_noise_profile(original, free)
-        del free
+            profile = fit_noise_profile(original, original + change)
     lock_flux(change, flux_lock, threshold=lock_threshold, original=original, profile=profile)
     prediction = np.add(change, original, out=change)
     if any_bad:
