@@ -7,6 +7,7 @@ import pytest
 
 from napari_astrodenoise.core.noise import poisson_gaussian
 from napari_astrodenoise.core.normalize import (
+    AstroStretch,
     background_level,
     fit_noise_profile,
     fit_stretch,
@@ -42,10 +43,32 @@ def test_round_trip_is_exact_to_float32_precision_for_any_range(level, sigma):
     np.testing.assert_allclose(stretch.inverse(y64), img, rtol=1e-12, atol=1e-9 * sigma)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_is_asinh_over_the_whole_float_range(dtype):
+    # the log-sqrt form of asinh must agree with arcsinh from the sky noise to where z * z
+    # overflows, for either sign, and keep non-finite pixels at 0
+    mag = np.concatenate([[0.0], np.logspace(-8, 30, 400)])
+    z = np.concatenate([mag, -mag]).astype(dtype)
+    stretch = AstroStretch(background=np.array([5.0]), scale=2.0)
+    image = (z * 2.0 + 5.0).astype(dtype)[np.newaxis, np.newaxis]
+    got = stretch.forward(image)[0, 0]
+    want = np.arcsinh((image[0, 0].astype(np.float64) - 5.0) / 2.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    bad = np.array([[[np.nan, np.inf, -np.inf, 5.0]]], dtype=dtype)
+    np.testing.assert_array_equal(stretch.forward(bad), 0.0)
+
+
 @pytest.mark.parametrize(
     ("level", "spread", "step"),
-    [(0.0, 0.5, 0.01), (3.0, 0.5, 0.01), (12.0, 0.5, 0.01), (60.0, 0.5, 0.01), (89.7, 0.05, 1e-3)],
-    ids=["sky", "faint", "star", "huge", "beyond-float32-cosh"],
+    [
+        (0.0, 0.5, 0.01),
+        (3.0, 0.5, 0.01),
+        (12.0, 0.5, 0.01),
+        (60.0, 0.5, 0.01),
+        (89.7, 0.05, 1e-3),
+        (3.0, 0.5, 0.5),  # half-differences on both sides of the Taylor series' range
+    ],
+    ids=["sky", "faint", "star", "huge", "beyond-float32-cosh", "large-change"],
 )
 def test_change_is_the_difference_of_inverses_without_cancellation(level, spread, step):
     # network-space values from the sky (0) to where float32 cosh overflows (~89.4) but the

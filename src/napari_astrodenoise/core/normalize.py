@@ -33,6 +33,9 @@ _MAX_SAMPLES = 2_000_000
 _MAD_TO_SIGMA = 1.482602218505602
 # noise-profile fit: quantile bins of the signal level, and the fewest pixels a bin needs
 _PROFILE_BINS = 16
+#: below this |half-difference| ``AstroStretch.change`` takes sinh from its Taylor series to
+#: the 5th power (relative error (0.25)^6 / 5040 < 1e-7, under float32's rounding)
+_TAYLOR_MAX = np.float32(0.25)
 _PROFILE_MIN_PIXELS = 64
 
 
@@ -133,11 +136,28 @@ class AstroStretch:
         A batch of tiles (B, C, T, T) works as well as a whole frame.
         """
         image = _as_chw(image) if np.ndim(image) == 2 else np.asarray(image)
-        bg = self.background.reshape(-1, 1, 1)
-        with np.errstate(invalid="ignore"):
-            y = np.arcsinh((image.astype(np.float64) - bg) / self.scale)
+        # float32 input is computed in float32 (the difference to the background is exact
+        # to the input's own precision), any other dtype in float64. asinh is taken as
+        # sign(z) log(|z| + sqrt(z^2 + 1)): numpy vectorises log and sqrt but not arcsinh,
+        # so this is ~3x faster, within 1e-6 of arcsinh (far below the sky noise, 1 /
+        # softening) and exact in relative terms where |z| is large.
+        wide = image.dtype != np.float32
+        bg = self.background.reshape(-1, 1, 1).astype(np.float64 if wide else np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, huge z * z
+            z = np.subtract(image, bg, dtype=bg.dtype)
+            z *= 1.0 / self.scale
+            a = np.abs(z)
+            y = np.square(a)
+            y += 1.0
+            np.sqrt(y, out=y)
+            # beyond ~1e19 z * z overflows: there asinh(z) = log(2 |z|) to float precision
+            huge = a > 1e18
+            y[huge] = a[huge]
+            y += a
+            np.log(y, out=y)
+            np.copysign(y, z, out=y)
         y[~np.isfinite(y)] = 0.0
-        return y.astype(np.float32)
+        return y.astype(np.float32, copy=False)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """Network space (..., C, H, W) back to linear data, computed and returned in float64."""
@@ -150,17 +170,33 @@ class AstroStretch:
         Computed as ``2 scale cosh((new + old) / 2) sinh((new - old) / 2)``: no difference of
         two large numbers is taken, so float32 keeps the change to its own relative
         precision even at bright cores (``sinh`` of a star is ~1e6 times the change a
-        denoiser makes there), equal inputs give exactly 0, and it costs about half the
-        float64 difference. Where float32 ``cosh`` would overflow (``|new + old| / 2`` above
-        ~88, a dynamic range beyond 1e38), those pixels are computed in float64.
+        denoiser makes there) and equal inputs give exactly 0. ``cosh`` comes from one
+        vectorised ``exp``, ``sinh`` of the (usually small) half-difference from its Taylor
+        series, which costs about a fifth of the float64 difference. Where float32 would
+        overflow (``|new + old| / 2`` above ~88, a dynamic range beyond 1e38), those pixels
+        are computed in float64.
         """
         new = np.asarray(new, dtype=np.float32)
         old = np.asarray(old, dtype=np.float32)
         half = np.float32(0.5)
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = np.cosh((new + old) * half)
-            out *= np.sinh((new - old) * half)
-            out *= np.float32(2.0 * self.scale)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            # cosh from one vectorised exp (no cancellation: a sum of positives)
+            out = np.exp((new + old) * half)
+            out += np.reciprocal(out)
+            # sinh of the half-difference: a Taylor series where it is small (the usual
+            # denoising change; exact 0 stays 0), exp where it is not
+            d = (new - old) * half
+            d2 = d * d
+            s = d2 * np.float32(1.0 / 120.0)
+            s += np.float32(1.0 / 6.0)
+            s *= d2
+            s += np.float32(1.0)
+            s *= d
+            big = np.abs(d) > _TAYLOR_MAX
+            if big.any():
+                s[big] = np.sinh(d[big])
+            out *= s
+            out *= np.float32(self.scale)
         bad = ~np.isfinite(out)
         if bad.any():
             a, b = new[bad].astype(np.float64), old[bad].astype(np.float64)
