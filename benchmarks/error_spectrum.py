@@ -9,7 +9,10 @@ capacity or training loses at the shortest wavelengths, where the noise and the 
 detail are; the flux lock's price (the noise it gives back) shows at tens of pixels. A
 second split is by pixel: the squared error summed over the pixels whose clean level lies
 in each band of sky sigmas above the sky (where the stretch into network space squeezes
-the noise, a model can leave it in place).
+the noise, a model can leave it in place). A second, independent noise draw of each scene
+splits that error into the part that changes with the noise (noise left in place, and any
+error the noise drives) and the part that does not (bias: a profile flattened, a level
+shifted), per signal level.
 
 Prints two markdown tables (error power of model and BM3D per wavelength band and per
 signal level, summed over the scenes of a preset, relative to the noisy input's) and
@@ -69,6 +72,27 @@ def level_powers(error: np.ndarray, snr: np.ndarray) -> np.ndarray:
     return np.bincount(which.ravel(), weights=sq.ravel(), minlength=len(LEVEL_EDGES))
 
 
+#: the second noise draw of scene i has seed TUNE_NOISE_SEED_BASE + 100 i + this (the
+#: tuning set's own draws use + 0, 1, 2)
+SECOND_DRAW = 50
+
+
+def bias_variance(
+    first: np.ndarray, second: np.ndarray, snr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split two errors of one scene (independent noise draws) into bias and variance.
+
+    With ``e = b + n`` (``b`` the same in both draws, ``n`` independent, zero mean), per
+    ``LEVEL_EDGES`` band of ``snr``: ``D = sum(((e1 - e2) / 2)^2)`` has expectation
+    ``sum(var) / 2`` and ``M = sum(((e1 + e2) / 2)^2)`` has ``sum(b^2) + sum(var) / 2``.
+    Returns ``(M - D, 2 D)``: the summed squared bias and the summed variance, the two
+    adding up (in expectation) to one draw's sum of squares.
+    """
+    d = level_powers((first - second) / 2.0, snr)
+    m = level_powers((first + second) / 2.0, snr)
+    return m - d, 2.0 * d
+
+
 def _cells(t: dict[str, np.ndarray]) -> str:
     return " | ".join(
         f"{100 * m / n:.2f} / {100 * b / n:.2f}" if n > 0 else "n/a"
@@ -87,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     by_level: dict[str, dict[str, np.ndarray]] = defaultdict(
         lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in (*methods, "pixels")}
     )
+    # bias^2 and variance per level: "model" / "bm3d" hold the bias, "*_var" the variance
+    split: dict[str, dict[str, np.ndarray]] = defaultdict(
+        lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in (*methods, "model_var", "bm3d_var")}
+    )
     for i in range(args.n_sim):
         ref = ev.prepare(ev.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
         case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
         axis = 0 if case.noisy.ndim == 3 else None
-        outputs = {
-            "noisy": case.noisy,
-            "model": denoise(case.noisy, model=loaded, channel_axis=axis),
-            "bm3d": ev.CLASSICAL["bm3d"](case.noisy, case.nm),
-        }
+        again = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + SECOND_DRAW)
+        outputs, repeats = {}, {}
+        for draw, into in ((case, outputs), (again, repeats)):
+            into["noisy"] = draw.noisy
+            into["model"] = denoise(draw.noisy, model=loaded, channel_axis=axis)
+            into["bm3d"] = ev.CLASSICAL["bm3d"](draw.noisy, draw.nm)
         preset = ev.SIM_PRESETS[i % len(ev.SIM_PRESETS)]  # as simulated_reference picks it
         sky = np.asarray(ref.sky, dtype=np.float64).reshape(-1, 1, 1)
         snr = (ref.image.reshape(-1, *ref.image.shape[-2:]) - sky) / case.sigma_chan
@@ -103,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             error = out - ref.image
             totals[preset][method] += band_powers(error)
             by_level[preset][method] += level_powers(error.reshape(snr.shape), snr)
+            repeat = (repeats[method] - ref.image).reshape(snr.shape)
+            bias, var = bias_variance(error.reshape(snr.shape), repeat, snr)
+            if method == "noisy":
+                split[preset]["noisy"] += var  # the noise's own power, for scale
+            else:
+                split[preset][method] += bias
+                split[preset][f"{method}_var"] += var
         by_level[preset]["pixels"] += level_powers(np.ones_like(snr), snr)
         print(f"[{ref.name}] done", flush=True)
     header = " | ".join(
@@ -145,6 +181,27 @@ def main(argv: list[str] | None = None) -> int:
     for preset, t in sorted(by_level.items()):
         share = " / ".join(f"{100 * p / t['pixels'].sum():.1f}" for p in t["pixels"])
         lines.append(f"| {preset} | {_cells(t)} | {share} |")
+    lines += [
+        "",
+        "The same by level, split with a second noise draw of each scene "
+        "(`bias_variance`): each cell is variance (the error that changes with the noise: "
+        "noise left in place) and squared bias (the error that does not), model / BM3D, as "
+        "percentages of the noise's own power there. Estimates from two draws: a bias near "
+        "0 may come out slightly negative.",
+        "",
+        f"| preset | {level_header} |",
+        "|---|" + "---|" * len(LEVEL_EDGES),
+    ]
+    for preset, t in sorted(split.items()):
+        cells = " | ".join(
+            f"{100 * mv / n:.1f} + {100 * mb / n:.1f} / {100 * bv / n:.1f} + {100 * bb / n:.1f}"
+            if n > 0
+            else "n/a"
+            for mv, mb, bv, bb, n in zip(
+                t["model_var"], t["model"], t["bm3d_var"], t["bm3d"], t["noisy"], strict=True
+            )
+        )
+        lines.append(f"| {preset} | {cells} |")
     write_results(f"error_spectrum_{loaded.name}", lines)
     return 0
 
