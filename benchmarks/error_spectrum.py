@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     by_level: dict[str, dict[str, np.ndarray]] = defaultdict(
         lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in (*methods, "pixels")}
     )
-    # bias^2 and variance per level: "model" / "bm3d" hold the bias, "*_var" the variance
-    split: dict[str, dict[str, np.ndarray]] = defaultdict(
-        lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in (*methods, "model_var", "bm3d_var")}
+    # squared bias and variance per level, from the two noise draws (bias_variance)
+    bias, variance = (
+        defaultdict(lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in methods}) for _ in range(2)
     )
     for i in range(args.n_sim):
         ref = ev.prepare(ev.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
@@ -133,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             totals[preset][method] += band_powers(error)
             by_level[preset][method] += level_powers(error.reshape(snr.shape), snr)
             repeat = (repeats[method] - ref.image).reshape(snr.shape)
-            bias, var = bias_variance(error.reshape(snr.shape), repeat, snr)
-            if method == "noisy":
-                split[preset]["noisy"] += var  # the noise's own power, for scale
-            else:
-                split[preset][method] += bias
-                split[preset][f"{method}_var"] += var
+            b2, var = bias_variance(error.reshape(snr.shape), repeat, snr)
+            bias[preset][method] += b2
+            variance[preset][method] += var  # for "noisy": the noise's own power, the scale
         by_level[preset]["pixels"] += level_powers(np.ones_like(snr), snr)
         print(f"[{ref.name}] done", flush=True)
     header = " | ".join(
@@ -192,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| preset | {level_header} |",
         "|---|" + "---|" * len(LEVEL_EDGES),
     ]
-    for preset, t in sorted(split.items()):
+    for preset in sorted(variance):
+        v, b = variance[preset], bias[preset]
         cells = " | ".join(
             f"{100 * mv / n:.1f} + {100 * mb / n:.1f} / {100 * bv / n:.1f} + {100 * bb / n:.1f}"
             if n > 0
             else "n/a"
             for mv, mb, bv, bb, n in zip(
-                t["model_var"], t["model"], t["bm3d_var"], t["bm3d"], t["noisy"], strict=True
+                v["model"], b["model"], v["bm3d"], b["bm3d"], v["noisy"], strict=True
             )
         )
         lines.append(f"| {preset} | {cells} |")
