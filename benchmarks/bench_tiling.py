@@ -60,6 +60,8 @@ def _predictors(module, channels: int, device: str):
         x = x.to(device)
         if channels != model_channels:
             x = x.expand(-1, model_channels, -1, -1)
+        if module.config.noise_channel:  # a flat noise map: the same work as a measured one
+            x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
         with torch.inference_mode():
             out = module(x.contiguous(memory_format=torch.channels_last))[:, :model_channels]
         return out.mean(dim=1, keepdim=True) if channels != model_channels else out

@@ -24,7 +24,12 @@ the way inference sees data:
    see :func:`target_star_mask` for the detection noise that makes it independent of how
    noiseless the target is;
 5. mono tiles replicated to three channels: ``input`` is the stretched noisy tile, ``target``
-   the stretched target then the mask.
+   the stretched target then the mask;
+6. with ``noise_map`` (for a model with a noise channel), one more input channel: the
+   network-space noise map of the noisy tile
+   (:func:`napari_astrodenoise.core.normalize.noise_map` of
+   :func:`~napari_astrodenoise.core.normalize.prefit_noise_profile`), as at inference
+   (where both are measured on the whole frame).
 
 Randomness comes only from seeds: sample ``i`` of epoch ``e`` of a split is drawn from
 ``np.random.SeedSequence([seed, split, e, i])``, so it does not depend on data-loader workers,
@@ -52,7 +57,13 @@ import torch
 from torch.utils.data import Dataset
 
 from napari_astrodenoise.core.noise import NoiseConfig, random_noise, reference_level
-from napari_astrodenoise.core.normalize import AstroStretch, fit_stretch, noise_sigma
+from napari_astrodenoise.core.normalize import (
+    AstroStretch,
+    fit_stretch,
+    noise_map,
+    noise_sigma,
+    prefit_noise_profile,
+)
 from napari_astrodenoise.core.sky import SkyConfig, simulate_scene
 from napari_astrodenoise.core.starmask import star_mask
 from training.config_tables import checked_table
@@ -139,6 +150,9 @@ class DataConfig:
     mask_noise_floor : float
         Smallest detection noise, relative to the tile's reference level (default 0.003),
         for identity pairs of noiseless scenes.
+    noise_map : bool
+        Append the network-space noise map to the input (default False); must match the
+        model's ``noise_channel``.
     noise : dict
         Fields of :class:`~napari_astrodenoise.core.noise.NoiseConfig` (the noise mixture).
     """
@@ -172,6 +186,7 @@ class DataConfig:
     mask: dict = field(default_factory=dict)
     mask_noise_fraction: float = 0.5
     mask_noise_floor: float = 0.003
+    noise_map: bool = False
     noise: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -507,7 +522,8 @@ class TileSample:
     Attributes
     ----------
     input : ndarray
-        (3, T, T) float32 stretched noisy tile.
+        (3, T, T) float32 stretched noisy tile; (4, T, T) with ``noise_map``, the noise map
+        last.
     target : ndarray
         (4, T, T) float32: stretched target (3) then the soft star mask in [0, 1].
     source : str
@@ -777,6 +793,10 @@ class TileDataset(Dataset):
         if channels == 1:
             x = np.repeat(x, 3, axis=0)
             y = np.repeat(y, 3, axis=0)
+        if cfg.noise_map:
+            profile = prefit_noise_profile(noisy)
+            sigma = noise_map(noisy, stretch, profile, cfg.softening)
+            x = np.concatenate([x, sigma[np.newaxis]], axis=0)
         target4 = np.concatenate([y, mask[np.newaxis].astype(np.float32)], axis=0)
         return TileSample(
             input=np.ascontiguousarray(x, dtype=np.float32),

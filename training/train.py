@@ -200,6 +200,12 @@ def parse_config(raw: dict) -> Config:
     if model.in_channels != 3 or not model.mask_head:
         msg = "training needs model.in_channels = 3 and model.mask_head = true"
         raise ValueError(msg)
+    if model.noise_channel != data.noise_map:
+        msg = (
+            f"model.noise_channel ({model.noise_channel}) and data.noise_map "
+            f"({data.noise_map}) must agree: the noise map is the model's extra input"
+        )
+        raise ValueError(msg)
     return Config(run=run, model=model, data=data, loss=loss, export=dict(raw.get("export", {})))
 
 
@@ -335,8 +341,9 @@ def validate(
         outs.append(model(x).float().cpu())
     model.train()
     out = torch.cat(outs)
-    _, parts = total_loss(out, val.targets, config.loss, noisy=val.inputs)
-    clean, x = val.targets[:, :3], val.inputs
+    x = val.inputs[:, :3]  # without the noise map, if any
+    _, parts = total_loss(out, val.targets, config.loss, noisy=x)
+    clean = val.targets[:, :3]
     scale = config.loss.ssim_scale
     metrics = {f"val_{k}": float(v) for k, v in parts.items()}
     noisy = val.denoise
@@ -470,7 +477,7 @@ def _train_epoch(
         y = y.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
             out = model(x)
-        loss, parts = total_loss(out, y, config.loss, noisy=x)
+        loss, parts = total_loss(out, y, config.loss, noisy=x[:, :3])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if run.grad_clip > 0:
@@ -542,6 +549,16 @@ def initial_weights(source: str, config: ResUNetConfig) -> tuple[dict, dict]:
         weights = loaded.module.state_dict()
         record = {"source": source, "name": loaded.name, "sha256": loaded.sha256, **before}
     wanted = {k: v for k, v in config.to_dict().items() if k != "type"}
+    arch = {"noise_channel": False, **arch}
+    widen = config.noise_channel and not arch["noise_channel"]
+    if widen:
+        # a model without the noise channel starts one with it: zero weights on the new
+        # input, so the network starts as the same function
+        arch["noise_channel"] = True
+        head = weights["head.weight"]
+        weights = dict(weights)
+        weights["head.weight"] = torch.cat([head, torch.zeros_like(head[:, :1])], dim=1)
+        record["widened"] = "noise channel added with zero weights"
     if arch != wanted:
         msg = f"run.init {source!r} has architecture {arch}, the config asks for {wanted}"
         raise ValueError(msg)
@@ -662,7 +679,7 @@ def train(
         if preview:
             save_preview(
                 out / "previews" / f"epoch_{epoch:03d}.png",
-                val.inputs[preview],
+                val.inputs[preview, :3],
                 outputs[preview],
                 val.targets[preview],
                 softening=config.data.softening,

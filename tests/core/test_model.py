@@ -57,3 +57,20 @@ def test_gradients_reach_every_parameter():
     torch.nn.init.normal_(model.tail.weight, std=0.1)
     model(torch.randn(2, 3, 32, 32)).square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_a_noise_channel_is_one_more_input_and_no_more_output():
+    cfg = ResUNetConfig(width=8, depth=2, noise_channel=True)
+    assert ResUNetConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in ResUNetConfig().to_dict().items() if k != "noise_channel"}
+    assert ResUNetConfig.from_dict(old).noise_channel is False  # configs from before it
+    model = ResUNet(cfg).eval()
+    x = torch.randn(2, 4, 40, 40)
+    with torch.inference_mode():
+        y = model(x)
+        assert y.shape == (2, 4, 40, 40)
+        assert torch.equal(y[:, :3], x[:, :3])  # fresh: the identity on the image
+        torch.nn.init.normal_(model.tail.weight, std=0.1)
+        x2 = x.clone()
+        x2[:, 3] *= 3.0
+        assert not torch.allclose(model(x)[:, :3], model(x2)[:, :3])  # the map matters

@@ -11,8 +11,10 @@ from napari_astrodenoise.core.normalize import (
     background_level,
     fit_noise_profile,
     fit_stretch,
+    noise_map,
     noise_sigma,
     nonfinite_mask,
+    prefit_noise_profile,
 )
 
 
@@ -180,3 +182,77 @@ def test_a_noiseless_image_has_a_zero_profile():
     flat = np.full((2, 64, 64), 7.0, np.float32)
     profile = fit_noise_profile(flat, flat)
     assert (profile.floor == 0).all() and (profile.slope == 0).all()
+
+
+# ------------------------------------------------------------------ the noise map
+
+
+def _ramp_frame(
+    gain: float, *, read_noise: float = 5.0, seed: int = 0, start: int = 224
+) -> np.ndarray:
+    """Sky of 100 ADU, then a ramp to 20 000 ADU from row ``start`` down; Poisson-Gaussian.
+
+    The ramp runs along the rows, so it cancels in the horizontal differences that measure
+    the noise.
+    """
+    yy, _ = np.mgrid[:256, :256]
+    ramp = np.clip((yy - start) / (255.0 - start), 0.0, 1.0)
+    clean = (100.0 + 20_000.0 * ramp**2).astype(np.float32)
+    return poisson_gaussian(clean, gain=gain, read_noise=read_noise, seed=seed)
+
+
+@pytest.mark.parametrize("gain", [0.5, 4.0])
+def test_prefit_noise_profile_finds_the_noise_of_a_frame_from_the_frame_alone(gain):
+    # the sky's variance, on a frame that is mostly sky
+    profile = prefit_noise_profile(_ramp_frame(gain))
+    assert profile.floor[0] == pytest.approx((100.0 * gain + 25.0) / gain**2, rel=0.25)
+    # the slope (1 / gain), on a frame with every level up to 20 000 ADU equally often
+    profile = prefit_noise_profile(_ramp_frame(gain, start=0))
+    assert profile.slope[0] == pytest.approx(1.0 / gain, rel=0.15)
+    level = np.array([5_000.0, 10_000.0, 20_000.0], dtype=np.float32)
+    true_var = level / gain + (5.0 / gain) ** 2
+    np.testing.assert_allclose(profile.sigma(0, level) ** 2, true_var, rtol=0.15)
+
+
+def test_prefit_noise_profile_ignores_nonfinite_pixels():
+    noisy = _ramp_frame(1.0, start=0)
+    clean_fit = prefit_noise_profile(noisy)
+    noisy[::7, ::5] = np.nan
+    noisy[3, :] = np.inf
+    fit = prefit_noise_profile(noisy)
+    assert np.isfinite([fit.floor[0], fit.slope[0]]).all()
+    assert fit.slope[0] == pytest.approx(clean_fit.slope[0], rel=0.1)
+
+
+def test_noise_map_is_one_on_the_sky_and_falls_with_the_signal_slower_for_shot_noise():
+    maps = {}
+    # much / little shot noise for about the same sky noise (7 ADU): at 20 000 ADU the noise
+    # is 100 ADU for the first, 21 ADU for the second
+    for gain, read_noise in ((2.0, 0.0), (50.0, 350.0)):
+        noisy = _ramp_frame(gain, read_noise=read_noise, seed=2)
+        stretch = fit_stretch(noisy, softening=3.0)
+        m = noise_map(noisy, stretch, prefit_noise_profile(noisy), 3.0)
+        assert m.shape == noisy.shape and m.dtype == np.float32
+        maps[gain] = m
+    for m in maps.values():
+        assert np.median(m[:20]) == pytest.approx(1.0, abs=0.15)  # the sky
+        assert np.median(m[-8:]) < 0.5 * np.median(m[:20])  # bright: less in network space
+    # the same brightness carries more noise where the gain is low
+    assert np.median(maps[2.0][-8:]) > 3.0 * np.median(maps[50.0][-8:])
+
+
+def test_noise_map_of_a_colour_frame_is_one_plane_and_nan_pixels_get_a_value():
+    noisy = np.stack([_ramp_frame(1.0, seed=s) for s in range(3)])
+    noisy[1, 10, 10] = np.nan
+    stretch = fit_stretch(noisy)
+    m = noise_map(noisy, stretch, prefit_noise_profile(noisy), 3.0)
+    assert m.shape == noisy.shape[1:]
+    assert np.isfinite(m).all()
+
+
+def test_prefit_noise_profile_of_a_tiny_frame_is_its_white_noise_level():
+    rng = np.random.default_rng(3)
+    tiny = (50.0 + rng.normal(0, 4.0, (24, 24))).astype(np.float32)
+    profile = prefit_noise_profile(tiny)
+    assert profile.slope[0] == 0.0
+    assert np.sqrt(profile.floor[0]) == pytest.approx(4.0, rel=0.2)

@@ -554,3 +554,72 @@ def test_an_ensemble_is_recorded_and_changes_the_output(random_model):
     four = drain(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0, ensemble=4))
     assert four.provenance()["provenance"]["ADENSMBL"][0] == 4
     assert np.abs(four.output() - one.output()).max() > 0.01
+
+
+# ------------------------------------------------------------------ noise-channel models
+
+
+def _noise_channel_model(tmp_path_factory, name: str, *, identity: bool):
+    import torch
+
+    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
+    from napari_astrodenoise.core.weights import load_model, save_model
+
+    torch.manual_seed(1)
+    module = ResUNet(ResUNetConfig(width=8, depth=2, noise_channel=True))
+    if not identity:
+        torch.nn.init.normal_(module.tail.weight, std=0.05)
+    path = tmp_path_factory.mktemp("models") / f"{name}.safetensors"
+    save_model(module, path, name=name, softening=3.0)
+    return load_model(path)
+
+
+@pytest.fixture(scope="module")
+def noise_models(tmp_path_factory):
+    """(identity, random) small ResUNets that take the noise map as a 4th input channel."""
+    return (
+        _noise_channel_model(tmp_path_factory, "noise-identity-test", identity=True),
+        _noise_channel_model(tmp_path_factory, "noise-random-test", identity=False),
+    )
+
+
+@pytest.mark.parametrize(("shape", "channel_axis"), [((45, 70), None), ((3, 40, 52), 0)])
+def test_a_noise_channel_identity_model_returns_the_input_bit_for_bit(
+    noise_models, shape, channel_axis
+):
+    img = _sky(shape)
+    img.flat[7] = np.nan
+    out = denoise(img, model=noise_models[0], tile_size=32, channel_axis=channel_axis)
+    np.testing.assert_array_equal(out, img)
+
+
+def test_a_noise_channel_model_is_given_the_frames_noise_map(noise_models, monkeypatch):
+    img = _sky((3, 64, 64), sigma=10.0)
+    opts = {"model": noise_models[1], "tile_size": 32, "channel_axis": 0}
+    result = drain(iter_denoise(img, **opts))
+    assert set(result.settings["noise_prefit"]) == {"sky", "floor", "slope"}
+    base = result.output()
+    calls = []
+    real_map = pipeline.noise_map
+
+    def doubled(*args, **kwargs):
+        calls.append(args[0].shape)
+        return 2.0 * real_map(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "noise_map", doubled)
+    changed = denoise(img, **opts)
+    assert calls == [(3, 64, 64)]  # once, on the whole frame
+    assert np.abs(changed - base).max() > 1e-3  # the network sees the map
+    monkeypatch.undo()
+    plain = drain(iter_denoise(img, model="default", tile_size=32, channel_axis=0))
+    assert "noise_prefit" not in plain.settings  # only models with the channel get one
+
+
+def test_a_noise_channel_model_tiles_without_seams(noise_models):
+    img = _sky((3, 160, 160), sigma=10.0)
+    model = noise_models[1]
+    smooth = seam_map(img, model=model, tile_size=64, overlap=0.25, channel_axis=0)
+    naive = seam_map(img, model=model, tile_size=64, blend="none", channel_axis=0)
+    assert smooth.diff.shape == (3, 160, 160)
+    assert smooth.noise_sigma == pytest.approx(10.0, rel=0.1)  # the image's, not the map's
+    assert smooth.seam_sigma < 0.5 * naive.seam_sigma

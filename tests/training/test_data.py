@@ -253,3 +253,16 @@ def test_config_rejects_unknown_keys_and_bad_tiles():
         warnings.simplefilter("error")
         ds = TileDataset(DataConfig(tile=TILE, fits_dir=""), split="train", length=1)
     assert ds.source_p["real"] == 0.0  # an empty path means no real frames, and no warning
+
+
+def test_a_noise_map_comes_as_a_fourth_input_channel_and_changes_nothing_else():
+    plain = _sim_dataset(length=6, p_mono=0.5)
+    mapped = _sim_dataset(length=6, p_mono=0.5, noise_map=True)
+    for i in range(len(plain)):
+        a, b = plain.sample(i), mapped.sample(i)
+        assert b.input.shape == (4, TILE, TILE)
+        np.testing.assert_array_equal(b.input[:3], a.input)  # the same draws
+        np.testing.assert_array_equal(b.target, a.target)
+        sigma = b.input[3]
+        assert np.isfinite(sigma).all() and (sigma > 0).all()
+        assert np.median(sigma) < 2.0  # in units of the sky's noise

@@ -192,7 +192,35 @@ def test_a_fine_tune_of_another_architecture_is_refused(tmp_path, tiny_run):
         train(config, tmp_path / "bad", progress=False)
 
 
-@pytest.mark.parametrize("name", ["quick", "gpu", "finetune"])
+def test_a_model_without_the_noise_channel_starts_one_with_it_as_the_same_function(
+    tmp_path, tiny_run
+):
+    run_dir, export_dir = tiny_run
+    raw = json.loads((run_dir / "config.json").read_text())
+    raw["model"]["noise_channel"] = True
+    with pytest.raises(ValueError, match="must agree"):
+        parse_config(raw)
+    raw["data"]["noise_map"] = True
+    config = parse_config(raw)
+    config.run.epochs, config.run.steps_per_epoch, config.run.preview_samples = 1, 3, 0
+    config.run.init = str(export_dir / "tiny-test.json")
+    train(config, tmp_path / "nm", progress=False)
+    metrics = _metrics(tmp_path / "nm")
+    # epoch 0 is the source model, which never sees the map (zero weights on it)
+    assert metrics[0]["psnr"] == pytest.approx(_metrics(run_dir)[-1]["psnr"], abs=1e-3)
+    path = export_run(tmp_path / "nm", tmp_path / "export", name="tiny-nm", description="nm")
+    loaded = load_model(path)
+    assert loaded.module.config.noise_channel
+    assert json.loads(path.read_text())["training"]["init"]["widened"]
+    rng = np.random.default_rng(0)
+    img = (100.0 + rng.normal(0, 5, (3, 48, 40))).astype(np.float32)
+    img[1, 5, 5] = np.nan
+    out = denoise(img, model=loaded, channel_axis=0, tile_size=32)
+    assert out.shape == img.shape and np.isnan(out[1, 5, 5])
+    assert np.isfinite(np.delete(out.ravel(), np.ravel_multi_index((1, 5, 5), img.shape))).all()
+
+
+@pytest.mark.parametrize("name", ["quick", "gpu", "finetune", "noisemap"])
 def test_the_shipped_configurations_parse(name):
     config = load_config(REPO_ROOT / "training" / "configs" / f"{name}.toml")
     assert config.run.name == name

@@ -6,6 +6,11 @@ channels and the three outputs are averaged (``predict``). Training mixes mono a
 scenes, so the network learns to keep identical channels identical. This costs a mono frame
 no more than a colour one and keeps a single set of weights to train, ship and validate.
 
+A model may also take one more input channel, the noise sigma at each pixel in network space
+(``noise_channel``; see ``normalize.noise_map``): with a fixed asinh stretch the noise of a
+bright pixel is much smaller in network space than the sky's, by an amount that depends on
+the camera's gain, which the image alone does not tell the network tile by tile.
+
 Outputs are ``in_channels + 1`` maps: the denoised channels (input plus a predicted residual,
 so an untrained or zeroed head is the identity) and one star-mask logit, trained against the
 soft star mask as the fourth target channel of the published pipeline.
@@ -37,6 +42,10 @@ class ResUNetConfig:
         Residual blocks per encoder and decoder level (the bottleneck has two).
     mask_head : bool
         Whether a star-mask logit is predicted as an extra output channel.
+    noise_channel : bool
+        Whether the input carries one more channel after the image: the noise sigma at each
+        pixel in network space, in units of the sky's
+        (:func:`~napari_astrodenoise.core.normalize.noise_map`). Outputs are unchanged.
     """
 
     in_channels: int = 3
@@ -44,6 +53,7 @@ class ResUNetConfig:
     depth: int = 3
     blocks: int = 1
     mask_head: bool = True
+    noise_channel: bool = False
 
     def to_dict(self) -> dict:
         return {"type": "ResUNet", **asdict(self)}
@@ -86,9 +96,10 @@ class ResUNet(nn.Module):
 
     Notes
     -----
-    ``forward`` takes (B, in_channels, H, W) of any H x W (reflect-padded inside to a multiple
-    of ``2**depth`` and cropped back) and returns (B, in_channels + mask_head, H, W): the input
-    plus a predicted residual, then the star-mask logit.
+    ``forward`` takes (B, in_channels + noise_channel, H, W) of any H x W (reflect-padded
+    inside to a multiple of ``2**depth`` and cropped back) and returns
+    (B, in_channels + mask_head, H, W): the input image plus a predicted residual, then the
+    star-mask logit.
     """
 
     def __init__(self, config: ResUNetConfig | None = None) -> None:
@@ -98,7 +109,7 @@ class ResUNet(nn.Module):
             msg = f"invalid ResUNet config {cfg}: need depth >= 1, width >= 4, blocks >= 1"
             raise ValueError(msg)
         widths = [cfg.width * 2**i for i in range(cfg.depth + 1)]
-        self.head = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.head = nn.Conv2d(cfg.in_channels + int(cfg.noise_channel), widths[0], 3, padding=1)
         self.encoders = nn.ModuleList(_stage(w, w, cfg.blocks) for w in widths[:-1])
         self.downs = nn.ModuleList(
             nn.Conv2d(w, w2, 2, stride=2) for w, w2 in itertools.pairwise(widths)
@@ -140,7 +151,7 @@ class ResUNet(nn.Module):
             f = dec(up(f) + skip)
         out = self.tail(f)[..., :h, :w]
         c = self.config.in_channels
-        image = x + out[:, :c]
+        image = x[:, :c] + out[:, :c]
         return torch.cat([image, out[:, c:]], dim=1) if self.config.mask_head else image
 
 

@@ -6,7 +6,8 @@ Stitching happens in the data's own linear units: each tile is stretched with st
 the whole frame (``normalize``), denoised and mapped back, and only the change the network made
 (prediction minus input, in the input's units) is blended across tiles and then added to the
 input. An identity network therefore returns the input bit for bit, and Gaussian blending
-averages flux changes, not stretched values.
+averages flux changes, not stretched values. A model with a noise channel gets the frame's
+noise map (``normalize.noise_map``, also measured on the whole frame) tiled along with it.
 
 The stitched change is then flux-locked (:func:`lock_flux`): its low spatial frequencies are
 taken out, so the network may remove noise and reshape detail but cannot move the image's
@@ -36,6 +37,9 @@ from napari_astrodenoise.core.normalize import (
     NoiseProfile,
     fit_noise_profile,
     fit_stretch,
+    noise_map,
+    noise_sigma,
+    prefit_noise_profile,
 )
 from napari_astrodenoise.core.starmask import upsample_blocks
 
@@ -658,6 +662,10 @@ class _TilePredictor:
     Channels are served in groups the model takes: all of them when C equals the model's
     input channels, otherwise one at a time (a mono channel is repeated to the model's width
     and its outputs averaged). The batch is halved and retried on out-of-memory.
+
+    For a model with a noise channel the tiles carry one more channel, the network-space
+    noise map (:func:`~napari_astrodenoise.core.normalize.noise_map`), which is passed to
+    the network with every group and is not part of the output.
     """
 
     def __init__(
@@ -673,11 +681,15 @@ class _TilePredictor:
         self.stretch = stretch
         self.model_channels = loaded.module.config.in_channels
         self.mask_head = loaded.module.config.mask_head
+        self.noise_channel = loaded.module.config.noise_channel
         same = channels == self.model_channels
         self.groups = [list(range(channels))] if same else [[c] for c in range(channels)]
         self.batch_size = batch_size
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        noise = tiles[:, -1:] if self.noise_channel else None
+        if noise is not None:
+            tiles = tiles[:, :-1]
         b, c, t, u = tiles.shape
         out = np.empty((b, c + 1, t, u), dtype=np.float32)
         mask = np.zeros((b, t, u), dtype=np.float64)
@@ -685,7 +697,7 @@ class _TilePredictor:
             x = tiles[:, group]
             stretch = AstroStretch(self.stretch.background[group], self.stretch.scale)
             y = stretch.forward(x)
-            y_hat, m = self._network(y)
+            y_hat, m = self._network(y if noise is None else np.concatenate([y, noise], axis=1))
             out[:, group] = stretch.change(y_hat, y)
             mask += m
         out[:, c] = mask / len(self.groups)
@@ -713,16 +725,20 @@ class _TilePredictor:
         return np.concatenate(outputs), np.concatenate(masks)
 
     def _forward(self, torch: Any, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = chunk.shape[1]
         x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.loaded.device)
+        noise = None
+        if self.noise_channel:
+            x, noise = x[:, :-1], x[:, -1:]
+        g = x.shape[1]
         n = self.model_channels
         if g != n:
             x = x.expand(-1, n, -1, -1)
+        net_in = x if noise is None else torch.cat([x, noise], dim=1)
         change = mask_sum = None
         with torch.inference_mode():
             for transpose, flip_y, flip_x in self.views:
                 dims = [d for d, f in ((-2, flip_y), (-1, flip_x)) if f]
-                v = x.transpose(-1, -2) if transpose else x
+                v = net_in.transpose(-1, -2) if transpose else net_in
                 v = v.flip(dims) if dims else v
                 o = self.loaded.module(v.contiguous(memory_format=torch.channels_last)).float()
                 o = o.flip(dims) if dims else o
@@ -775,6 +791,12 @@ def _prepare(
     bad = ~np.isfinite(chw)
     if bad.any():
         filled = np.where(bad, stretch.background.reshape(-1, 1, 1).astype(np.float32), chw)
+    prefit = None
+    if loaded.module.config.noise_channel:
+        # the network's extra input: the noise map, tiled along with the image
+        prefit = prefit_noise_profile(chw)
+        sigma_map = noise_map(chw, stretch, prefit, loaded.softening)
+        filled = np.concatenate([filled, sigma_map[np.newaxis]], axis=0)
     kind = loaded.device.split(":")[0]
     predictor = _TilePredictor(
         loaded, stretch, chw.shape[0], batch_size or _AUTO_BATCH[kind], ensemble
@@ -792,6 +814,8 @@ def _prepare(
         "bayer": bool(bayer),
         "ensemble": int(ensemble),
     }
+    if prefit is not None:
+        settings["noise_prefit"] = prefit.to_dict()
     return layout, chw, filled, bad, predictor, settings
 
 
@@ -828,7 +852,7 @@ def iter_denoise(
     _check_threshold(lock_threshold)
     _check_limit(change_limit)
     _check_cap(peak_cap)
-    layout, chw, filled, bad, predictor, settings = _prepare(
+    layout, chw, network_in, bad, predictor, settings = _prepare(
         image,
         channel_axis,
         bayer,
@@ -845,7 +869,7 @@ def iter_denoise(
         msg = f"star_mask must have shape {layout.plane_shape}, got {np.shape(star_mask)}"
         raise ValueError(msg)
     stitched = yield from tiling.iter_tiled(
-        filled,
+        network_in,
         predictor,
         tile_size=tile_size,
         overlap=overlap,
@@ -1035,7 +1059,7 @@ def iter_seam_map(
     """
     from napari_astrodenoise.core import diagnostics
 
-    layout, chw, filled, _bad, predictor, _settings = _prepare(
+    layout, chw, network_in, _bad, predictor, _settings = _prepare(
         image,
         channel_axis,
         bayer,
@@ -1054,7 +1078,7 @@ def iter_seam_map(
         return predictor(tiles)[:, :channels]
 
     report = yield from diagnostics.iter_seam_map(
-        filled,
+        network_in,
         change_only,
         tile_size=tile_size,
         overlap=overlap,
@@ -1062,6 +1086,8 @@ def iter_seam_map(
         sigma_scale=sigma_scale,
         batch_size=predictor.batch_size,
         reference=reference,
+        # the input's own noise: network_in has the noise map as one more channel
+        noise_sigma=noise_sigma(chw) if predictor.noise_channel else None,
     )
     return dataclasses.replace(report, diff=layout.from_planes(report.diff))
 
