@@ -566,7 +566,8 @@ def initial_weights(source: str, config: ResUNetConfig) -> tuple[dict, dict]:
 
 
 def _check_resume(stored: dict, config: Config) -> None:
-    if stored["model"] != config.to_dict()["model"]:
+    # a checkpoint from before the noise channel existed has none
+    if {"noise_channel": False, **stored["model"]} != config.to_dict()["model"]:
         msg = f"cannot resume: the checkpoint's model {stored['model']} differs from the config's"
         raise ValueError(msg)
     for table in ("data", "noise", "sky", "loss"):

@@ -153,6 +153,19 @@ def test_resuming_continues_where_an_uninterrupted_run_would_be(tmp_path, tiny_r
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
+def test_a_checkpoint_from_before_the_noise_channel_resumes(tmp_path, tiny_run):
+    run_dir, _ = tiny_run
+    config = parse_config(json.loads((run_dir / "config.json").read_text()))
+    config.run.epochs, config.run.steps_per_epoch = 2, 2
+    config.run.validate_first, config.run.preview_samples = False, 0
+    train(config, tmp_path / "old", progress=False, stop_after=1)
+    path = tmp_path / "old" / "checkpoint_last.pt"
+    ckpt = load_checkpoint(path)
+    del ckpt["config"]["model"]["noise_channel"]  # as written before the field existed
+    torch.save(ckpt, path)
+    assert train(config, tmp_path / "old", resume=True, progress=False)["steps"] == 4
+
+
 def test_shipping_marks_the_model_default_and_clears_the_others(tmp_path, tiny_run, monkeypatch):
     run_dir, _ = tiny_run
     import training.export as export
