@@ -334,10 +334,9 @@ def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
         with np.errstate(invalid="ignore"):  # inf - inf
             residual = x[c, ::step, ::step].ravel() - level
         keep = np.isfinite(residual) & np.isfinite(level)
-        bins = _binned_variance(level[keep], residual[keep])
-        if bins is not None:
-            sky[c] = bins[0][0]
-            floor[c], slope[c] = _fit_line(bins[0] - sky[c], *bins[1:])
+        fitted = _fit_samples(level[keep], residual[keep])
+        if fitted is not None:
+            sky[c], floor[c], slope[c] = fitted
         elif keep.any():
             sky[c] = float(np.median(level[keep]))
     return NoiseProfile(sky=sky, floor=floor, slope=slope)
@@ -375,10 +374,9 @@ def prefit_noise_profile(image: np.ndarray) -> NoiseProfile:
         level, residual = _curvature_samples(channel, step)
         keep = np.isfinite(residual) & np.isfinite(level)
         level, residual = level[keep], residual[keep]
-        bins = _binned_variance(level, residual)
-        if bins is not None:
-            sky[c] = bins[0][0]
-            floor[c], slope[c] = _fit_line(bins[0] - sky[c], *bins[1:])
+        fitted = _fit_samples(level, residual)
+        if fitted is not None:
+            sky[c], floor[c], slope[c] = fitted
         elif residual.size:  # too few pixels for bins: one white-noise level
             sky[c] = float(np.median(level))
             mad = np.median(np.abs(residual - np.median(residual)))
@@ -442,7 +440,7 @@ def noise_map(
         channel = np.nan_to_num(x[c].astype(np.float32), nan=bg, posinf=bg, neginf=bg)
         level = uniform_filter(channel, size=3, mode="nearest")
         sigma = profile.sigma(c, level)
-        level -= np.float32(stretch.background[c])
+        level -= np.float32(bg)
         level /= scale
         np.square(level, out=level)
         level += 1.0
@@ -451,6 +449,16 @@ def noise_map(
         out += sigma
     out *= np.float32(softening) / (scale * len(x))
     return out
+
+
+def _fit_samples(level: np.ndarray, residual: np.ndarray) -> tuple[float, float, float] | None:
+    """(sky, floor, slope) of one channel's noise samples at their levels; None: too few."""
+    bins = _binned_variance(level, residual)
+    if bins is None:
+        return None
+    sky = float(bins[0][0])
+    floor, slope = _fit_line(bins[0] - sky, *bins[1:])
+    return sky, floor, slope
 
 
 def _binned_variance(

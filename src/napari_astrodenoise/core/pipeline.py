@@ -687,9 +687,9 @@ class _TilePredictor:
         self.batch_size = batch_size
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        noise = tiles[:, -1:] if self.noise_channel else None
-        if noise is not None:
-            tiles = tiles[:, :-1]
+        noise = None
+        if self.noise_channel:
+            tiles, noise = tiles[:, :-1], tiles[:, -1:]
         b, c, t, u = tiles.shape
         out = np.empty((b, c + 1, t, u), dtype=np.float32)
         mask = np.zeros((b, t, u), dtype=np.float64)
@@ -697,21 +697,22 @@ class _TilePredictor:
             x = tiles[:, group]
             stretch = AstroStretch(self.stretch.background[group], self.stretch.scale)
             y = stretch.forward(x)
-            y_hat, m = self._network(y if noise is None else np.concatenate([y, noise], axis=1))
+            y_hat, m = self._network(y, noise)
             out[:, group] = stretch.change(y_hat, y)
             mask += m
         out[:, c] = mask / len(self.groups)
         return out
 
-    def _network(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _network(self, y: np.ndarray, noise: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         start = 0
         outputs, masks = [], []
         while start < len(y):
             chunk = y[start : start + self.batch_size]
+            noise_chunk = None if noise is None else noise[start : start + self.batch_size]
             try:
-                img, mask = self._forward(torch, chunk)
+                img, mask = self._forward(torch, chunk, noise_chunk)
             except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
                 if "out of memory" not in str(err).lower() or self.batch_size == 1:
                     raise
@@ -724,15 +725,16 @@ class _TilePredictor:
             start += len(chunk)
         return np.concatenate(outputs), np.concatenate(masks)
 
-    def _forward(self, torch: Any, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(
+        self, torch: Any, chunk: np.ndarray, noise: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.loaded.device)
-        noise = None
-        if self.noise_channel:
-            x, noise = x[:, :-1], x[:, -1:]
         g = x.shape[1]
         n = self.model_channels
         if g != n:
             x = x.expand(-1, n, -1, -1)
+        if noise is not None:
+            noise = torch.from_numpy(np.ascontiguousarray(noise)).to(self.loaded.device)
         net_in = x if noise is None else torch.cat([x, noise], dim=1)
         change = mask_sum = None
         with torch.inference_mode():
