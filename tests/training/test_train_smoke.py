@@ -233,7 +233,14 @@ def test_a_model_without_the_noise_channel_starts_one_with_it_as_the_same_functi
     assert np.isfinite(np.delete(out.ravel(), np.ravel_multi_index((1, 5, 5), img.shape))).all()
 
 
-@pytest.mark.parametrize("name", ["quick", "gpu", "finetune", "noisemap"])
+CONFIGS = sorted(p.stem for p in (REPO_ROOT / "training" / "configs").glob("*.toml"))
+
+
+def test_the_configuration_folder_holds_the_documented_configs():
+    assert {"quick", "gpu", "finetune", "noisemap", "soft10", "soft10_noisemap"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
 def test_the_shipped_configurations_parse(name):
     config = load_config(REPO_ROOT / "training" / "configs" / f"{name}.toml")
     assert config.run.name == name
