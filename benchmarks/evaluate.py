@@ -97,6 +97,10 @@ LEVELS = {
 
 #: detection threshold in sigma of the case's sky noise (luminance)
 DETECT_SIGMA = 5.0
+#: depth of the clean catalogue that an output detection is matched against for "invented":
+#: a real star just under the detection threshold in the clean image, which a denoiser lifts
+#: just over it, has a counterpart; "spurious" matches the threshold-deep catalogue only
+DEEP_SIGMA = 3.0
 #: stars in the photometry sample that make a case a star field (flux-error target)
 STAR_FIELD_MIN = 20
 #: fewest photometry stars for a flux error to be reported
@@ -555,6 +559,7 @@ class Case:
     stretch: m.Stretch
     clean_xy: np.ndarray
     phot: np.ndarray
+    deep_xy: np.ndarray
 
     @property
     def name(self) -> str:
@@ -574,8 +579,9 @@ def make_case(ref: Reference, level: Level, seed: int) -> Case:
     phot = m.photometry_sample(
         clean_xy, ref.image.shape[-2:], fwhm=ref.fwhm, saturated=ref.saturated
     )
+    deep_xy = m.find_stars(ref.image, threshold=DEEP_SIGMA * lum, fwhm=ref.fwhm)
     stretch = m.Stretch.fit(ref.image, softening=chan, sky=ref.sky)
-    return Case(ref, level, nm, noisy, chan, lum, stretch, clean_xy, phot)
+    return Case(ref, level, nm, noisy, chan, lum, stretch, clean_xy, phot, deep_xy)
 
 
 def score(case: Case, out: np.ndarray) -> dict:
@@ -595,6 +601,7 @@ def score(case: Case, out: np.ndarray) -> dict:
         "flux_bias": bias,
         "recall": m.star_recall(case.clean_xy, out_xy),
         "spurious": m.spurious_stars(case.clean_xy, out_xy),
+        "invented": m.spurious_stars(case.deep_xy, out_xy),
     }
 
 
@@ -690,9 +697,9 @@ def _pct(value: float) -> str:
 def results_table(rows: list[tuple[Case, dict]]) -> list[str]:
     head = (
         "| case | method | PSNR dB | gain dB | PSNR asinh | SSIM asinh | flux err | flux bias "
-        "| recall | spurious | time s |"
+        "| recall | spurious | invented | time s |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for case, results in rows:
         base = results["noisy"][1]["psnr"]
         for method, (_out, r) in results.items():
@@ -702,7 +709,7 @@ def results_table(rows: list[tuple[Case, dict]]) -> list[str]:
                 f"{_f(r['ssim_asinh'], '.3f')} | "
                 f"{_f(100 * r['flux_err'], '.2f')}{' %' if math.isfinite(r['flux_err']) else ''}"
                 f" | {_pct(r['flux_bias'])} | {_f(r['recall'], '.3f')} | {r['spurious']} | "
-                f"{r['seconds']:.2f} |"
+                f"{r['invented']} | {r['seconds']:.2f} |"
             )
     return lines
 
@@ -729,8 +736,8 @@ def summary_table(rows: list[tuple[Case, dict]]) -> list[str]:
     methods = list(rows[0][1])
     lines = [
         "| method | mean gain dB | mean SSIM asinh | median flux err | mean recall "
-        "| spurious (total) | time s (total) |",
-        "|" + "---|" * 7,
+        "| spurious (total) | invented (total) | time s (total) |",
+        "|" + "---|" * 8,
     ]
     for method in methods:
         gains = [r[method][1]["psnr"] - r["noisy"][1]["psnr"] for _c, r in rows]
@@ -744,6 +751,7 @@ def summary_table(rows: list[tuple[Case, dict]]) -> list[str]:
             f"{_f(100 * np.median(errs) if errs else float('nan'), '.2f')} % | "
             f"{_f(np.mean(recalls) if recalls else float('nan'), '.3f')} | "
             f"{sum(r[method][1]['spurious'] for _c, r in rows)} | "
+            f"{sum(r[method][1]['invented'] for _c, r in rows)} | "
             f"{sum(r[method][1]['seconds'] for _c, r in rows):.1f} |"
         )
     return lines
@@ -767,6 +775,7 @@ def targets(rows: list[tuple[Case, dict]]) -> list[str]:
     t2 = all(no_worse) and all(under)
     spur = [get(r, "model", "spurious") <= get(r, "bm3d", "spurious") for _c, r in rows]
     t3 = all(spur)
+    invented = [get(r, "model", "invented") <= get(r, "bm3d", "invented") for _c, r in rows]
     word = {True: "PASS", False: "FAIL"}
     return [
         f"- PSNR gain above BM3D's on every case and by >= 1 dB on average: **{word[bool(t1)]}**"
@@ -778,7 +787,11 @@ def targets(rows: list[tuple[Case, dict]]) -> list[str]:
         f"on {sum(under)}/{len(under)} star fields)",
         f"- no more spurious stars than BM3D: **{word[bool(t3)]}** (on {sum(spur)}/{len(spur)} "
         f"cases; totals model {sum(get(r, 'model', 'spurious') for _c, r in rows)}, BM3D "
-        f"{sum(get(r, 'bm3d', 'spurious') for _c, r in rows)})",
+        f"{sum(get(r, 'bm3d', 'spurious') for _c, r in rows)}). Not a target, for reading it: "
+        f"detections with no clean source even at {DEEP_SIGMA:g} sigma (invented) no more "
+        f"than BM3D's on {sum(invented)}/{len(invented)} cases; totals model "
+        f"{sum(get(r, 'model', 'invented') for _c, r in rows)}, BM3D "
+        f"{sum(get(r, 'bm3d', 'invented') for _c, r in rows)}",
     ]
 
 
@@ -801,7 +814,10 @@ def report(rows, refs, args, model_label: str) -> str:
         "linear data, data range = clean 0.1..99.9th percentile; PSNR/SSIM asinh on the "
         "display stretch (softening = the case's sky sigma). Stars: DAOStarFinder at "
         f"{DETECT_SIGMA:g} x the case's sky sigma (luminance) for clean and outputs alike; "
-        "recall within 1.5 px, spurious = no clean star within 2 px. Flux: apertures of "
+        "recall within 1.5 px, spurious = no clean star within 2 px, invented = no clean "
+        f"source within 2 px even at {DEEP_SIGMA:g} sigma (a deeper clean catalogue, so that "
+        "a real star just under the threshold that a method lifts over it is not counted). "
+        "Flux: apertures of "
         "1.5 FWHM at the clean stars, isolated and unsaturated, annulus 3-5 FWHM. Classical "
         "methods get the true noise model (GAT, sigma 1).",
         "",

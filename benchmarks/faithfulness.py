@@ -12,15 +12,15 @@ almost pure noise), and a colour scene of the simulated validation split (seed
 10_000_000 + ``--sim-index``, stars and nebulosity). Noise: ``evaluate.LEVELS``
 (default moderate). After each cycle, against ``x0``: PSNR (linear, as in ``evaluate.py``),
 star recall and spurious stars (DAOStarFinder at 5 x the noise's sky sigma, for x0 and every
-output), median star-flux error and bias, and for colour data two colour saturations
-relative to x0's: nebula chroma (``_metrics.chroma`` over star-free pixels, star mask
-``core.starmask.star_mask`` of x0 below 0.01, whose 3 px-smoothed luminance is more than one
-sky sigma above the sky; n/a with fewer than 200 such pixels) and star chroma
-(``_metrics.star_chroma`` over x0's photometry stars), and the peak: the brightest pixel
-above the sky relative to x0's (``_metrics.peak_ratio``; noise alone lifts it a few per
-cent, far above 1 is a core that grows pass after pass, below 1 cores flattened). The
-dashed line in the plot is the PSNR of the first noisy input: below it, many cycles have
-done more harm than one frame of noise.
+output), invented stars (output detections with no source of x0 even at 3 sigma), median
+star-flux error and bias, and for colour data two colour saturations relative to x0's: nebula
+chroma (``_metrics.chroma`` over star-free pixels, star mask ``core.starmask.star_mask`` of x0
+below 0.01, whose 3 px-smoothed luminance is more than one sky sigma above the sky; n/a with
+fewer than 200 such pixels) and star chroma (``_metrics.star_chroma`` over x0's photometry
+stars), and the peak: the brightest pixel above the sky relative to x0's
+(``_metrics.peak_ratio``; noise alone lifts it a few per cent, far above 1 is a core that grows
+pass after pass, below 1 cores flattened). The dashed line in the plot is the PSNR of the first
+noisy input: below it, many cycles have done more harm than one frame of noise.
 
 Writes ``benchmarks/results/faithfulness_<tag>.md`` (every 10th cycle) and ``.png`` (all
 cycles) and prints the table. Usage::
@@ -65,6 +65,7 @@ class Subject:
     threshold: float
     clean_xy: np.ndarray
     phot: np.ndarray
+    deep_xy: np.ndarray
     data_range: float
     sky: np.ndarray
     nebula: np.ndarray | None
@@ -82,6 +83,7 @@ class Subject:
         threshold = ev.DETECT_SIGMA * lum
         clean_xy = m.find_stars(x0, threshold=threshold, fwhm=ref.fwhm)
         phot = m.photometry_sample(clean_xy, x0.shape[-2:], fwhm=ref.fwhm, saturated=ref.saturated)
+        deep_xy = m.find_stars(x0, threshold=ev.DEEP_SIGMA * lum, fwhm=ref.fwhm)
         sky = ref.sky
         nebula, chroma0, star_chroma0 = None, float("nan"), float("nan")
         if x0.ndim == 3:
@@ -92,8 +94,8 @@ class Subject:
                 nebula, chroma0 = mask, m.chroma(x0, sky=sky, mask=mask)
             star_chroma0 = m.star_chroma(x0, clean_xy[phot], fwhm=ref.fwhm)
         return cls(
-            ref, nm, threshold, clean_xy, phot, m.robust_range(x0), sky, nebula, chroma0,
-            star_chroma0,
+            ref, nm, threshold, clean_xy, phot, deep_xy, m.robust_range(x0), sky, nebula,
+            chroma0, star_chroma0,
         )  # fmt: skip
 
     def measure(self, image: np.ndarray) -> dict:
@@ -113,6 +115,7 @@ class Subject:
             "psnr": m.psnr(x0, image, self.data_range),
             "recall": m.star_recall(self.clean_xy, out_xy),
             "spurious": m.spurious_stars(self.clean_xy, out_xy),
+            "invented": m.spurious_stars(self.deep_xy, out_xy),
             "chroma": chroma,
             "star_chroma": star_chroma,
             "flux_err": err,
@@ -165,18 +168,20 @@ def _pct(value: float, fmt: str) -> str:
 
 def table(runs: list[tuple[Subject, str, list[dict], float]]) -> list[str]:
     lines = [
-        "| subject | method | cycle | PSNR dB | recall | spurious | nebula chroma | star chroma "
-        "| flux err | flux bias | peak |",
-        "|" + "---|" * 11,
+        "| subject | method | cycle | PSNR dB | recall | spurious | invented | nebula chroma "
+        "| star chroma | flux err | flux bias | peak |",
+        "|" + "---|" * 12,
     ]
     for subject, label, history, first_noisy in runs:
-        lines.append(f"| {subject.ref.name} | noisy input | 1 | {first_noisy:.2f} | | | | | | | |")
+        lines.append(
+            f"| {subject.ref.name} | noisy input | 1 | {first_noisy:.2f} | | | | | | | | |"
+        )
         for row in history:
             c = row["cycle"]
             if c == 1 or c % 10 == 0 or c == len(history):
                 lines.append(
                     f"| {subject.ref.name} | {label} | {c} | {row['psnr']:.2f} | "
-                    f"{_f(row['recall'], '.3f')} | {row['spurious']} | "
+                    f"{_f(row['recall'], '.3f')} | {row['spurious']} | {row['invented']} | "
                     f"{_f(row['chroma'], '.3f')} | {_f(row['star_chroma'], '.3f')} | "
                     f"{_pct(row['flux_err'], '.2f')} | {_pct(row['flux_bias'], '+.2f')} | "
                     f"{_f(row['peak'], '.3f')} |"

@@ -132,10 +132,11 @@ def sweep(
 
     ``settings(v)`` gives :func:`guarded`'s keywords. Per value: the PSNR gains over the
     noisy input of the ``"sim"`` and ``"real"`` cases, and per case ``"psnr"`` and the
-    metrics of :func:`evaluate.score` (``flux_err``, ``flux_bias``, ``spurious``, ``recall``).
+    metrics of :func:`evaluate.score` (``flux_err``, ``flux_bias``, ``spurious``,
+    ``invented``, ``recall``).
     The network runs once per case (:func:`tuning_cases`).
     """
-    keys = ("sim", "real", "psnr", "flux_err", "flux_bias", "spurious", "recall")
+    keys = ("sim", "real", "psnr", "flux_err", "flux_bias", "spurious", "invented", "recall")
     per: dict[object, dict[str, list[float]]] = {v: {k: [] for k in keys} for v in values}
     for ref, case, free, noisy_psnr in tuning_cases(refs, loaded):
         for v in values:

@@ -14,8 +14,8 @@ and peak cap with each ``t`` (``pipeline.guard_change``), which is what
 ``denoise(..., lock_threshold=t)`` returns for non-Bayer input.
 
 Prints a markdown table (mean PSNR gain on simulated and real cases, the worst case's
-gain over the strict lock, median star-flux error and bias, spurious stars, star recall)
-and writes it to ``benchmarks/results/lock_threshold_<model>.md``.
+gain over the strict lock, median star-flux error and bias, spurious and invented stars,
+star recall) and writes it to ``benchmarks/results/lock_threshold_<model>.md``.
 
     .venv/bin/python benchmarks/lock_threshold.py [--model default|PATH] [--n-sim 12]
 """
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| threshold sigma | mean gain dB, simulated | mean gain dB, real | mean gain dB, all "
         "| worst case vs strict dB | median flux err | median flux bias | spurious (total) "
-        "| mean recall |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| invented (total) | mean recall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in THRESHOLDS:
         d = per[t]
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {'strict' if t == 0 else f'{t:g}'} | {gain_cells(d)} | {worst:+.2f} | "
             f"{100 * finite_median(d['flux_err']):.2f} % | "
             f"{100 * finite_median(d['flux_bias']):+.2f} % | {int(np.sum(d['spurious']))} | "
+            f"{int(np.sum(d['invented']))} | "
             f"{finite_mean(d['recall']):.3f} |"
         )
     write_results(f"lock_threshold_{loaded.name}", lines)
