@@ -611,7 +611,7 @@ def test_a_noise_channel_model_is_given_the_frames_noise_map(noise_models, monke
     assert calls == [(3, 64, 64)]  # once, on the whole frame
     assert np.abs(changed - base).max() > 1e-3  # the network sees the map
     monkeypatch.undo()
-    plain = drain(iter_denoise(img, model="default", tile_size=32, channel_axis=0))
+    plain = drain(iter_denoise(img, model="astrodenoise-quick", tile_size=32, channel_axis=0))
     assert "noise_prefit" not in plain.settings  # only models with the channel get one
 
 
