@@ -70,6 +70,18 @@ def finite_median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
+def unguarded(case: ev.Case, loaded: LoadedModel) -> np.ndarray:
+    """The engine's output for the case's noisy frame, flux lock, change limit and cap off."""
+    return denoise(
+        case.noisy,
+        model=loaded,
+        channel_axis=0 if case.noisy.ndim == 3 else None,
+        flux_lock=0.0,
+        change_limit=0.0,
+        peak_cap=0,
+    )
+
+
 def tuning_cases(
     refs: list[ev.Reference], loaded: LoadedModel
 ) -> Iterator[tuple[ev.Reference, ev.Case, np.ndarray, float]]:
@@ -82,16 +94,7 @@ def tuning_cases(
     for i, ref in enumerate(refs):
         for j, level in enumerate(ev.LEVELS.values()):
             case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + j)
-            axis = 0 if case.noisy.ndim == 3 else None
-            free = denoise(
-                case.noisy,
-                model=loaded,
-                channel_axis=axis,
-                flux_lock=0.0,
-                change_limit=0.0,
-                peak_cap=0,
-            )
-            yield ref, case, free, ev.score(case, case.noisy)["psnr"]
+            yield ref, case, unguarded(case, loaded), ev.score(case, case.noisy)["psnr"]
         print(f"[{ref.name}] done, {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 
