@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,13 @@ class DataConfig:
     noise_map : bool
         Append the network-space noise map to the input (default False); must match the
         model's ``noise_channel``.
+    stretch_jitter : float
+        Training tiles only: the stretch's scale (fitted on the noisy tile) is multiplied by
+        a log-uniform factor in ``[1 / stretch_jitter, stretch_jitter]`` before input and
+        target enter network space, so that the network learns to remove noise whose
+        network-space amplitude is not the one the fit implies, as on a frame whose noise
+        the engine misestimates (default 1: none, and no random draw). The star mask keeps
+        the fitted scale; validation tiles are never jittered.
     noise : dict
         Fields of :class:`~napari_astrodenoise.core.noise.NoiseConfig` (the noise mixture).
     """
@@ -187,6 +194,7 @@ class DataConfig:
     mask_noise_fraction: float = 0.5
     mask_noise_floor: float = 0.003
     noise_map: bool = False
+    stretch_jitter: float = 1.0
     noise: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -213,6 +221,9 @@ class DataConfig:
                 msg = f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}"
                 raise ValueError(msg)
             setattr(self, name, (lo, hi))
+        if not self.stretch_jitter >= 1.0:
+            msg = f"stretch_jitter must be >= 1 (1: none), got {self.stretch_jitter}"
+            raise ValueError(msg)
         if not self.sky_presets or any(w < 0 for w in self.sky_presets.values()):
             msg = f"sky_presets must map preset names to weights >= 0, got {self.sky_presets}"
             raise ValueError(msg)
@@ -540,7 +551,8 @@ class TileSample:
     position : tuple of int or None
         (y, x) of the tile in the (binned) frame.
     stretch : AstroStretch
-        The stretch fitted on the noisy tile.
+        The stretch that took the tile to network space: the one fitted on the noisy tile,
+        its scale jittered when ``stretch_jitter`` is on.
     """
 
     input: np.ndarray
@@ -779,12 +791,19 @@ class TileDataset(Dataset):
         position: tuple[int, int] | None,
     ) -> TileSample:
         cfg = self.config
-        stretch = fit_stretch(noisy, softening=cfg.softening)
+        fitted = fit_stretch(noisy, softening=cfg.softening)
+        stretch = fitted
+        if cfg.stretch_jitter > 1.0 and self.split == "train":
+            # the engine's noise estimate can be off on a frame unlike the training ones
+            # (crowded, undersampled stars inflate it): train on a misestimated scale too
+            half = np.log(cfg.stretch_jitter)
+            factor = float(np.exp(rng.uniform(-half, half)))
+            stretch = replace(fitted, scale=fitted.scale * factor)
         x = stretch.forward(noisy)
         y = stretch.forward(target)
-        mask = target_star_mask(
+        mask = target_star_mask(  # the mask follows the tile's true noise, not the jitter
             target,
-            stretch.scale / cfg.softening,
+            fitted.scale / cfg.softening,
             rng,
             noise_fraction=cfg.mask_noise_fraction,
             noise_floor=cfg.mask_noise_floor,

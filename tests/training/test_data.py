@@ -266,3 +266,29 @@ def test_a_noise_map_comes_as_a_fourth_input_channel_and_changes_nothing_else():
         sigma = b.input[3]
         assert np.isfinite(sigma).all() and (sigma > 0).all()
         assert np.median(sigma) < 2.0  # in units of the sky's noise
+
+
+def test_stretch_jitter_rescales_training_tiles_only_and_keeps_the_same_data():
+    plain = _sim_dataset(length=12, p_mono=0.5)
+    jittered = _sim_dataset(length=12, p_mono=0.5, stretch_jitter=2.0)
+    ratios = []
+    for i in range(len(plain)):
+        a, b = plain.sample(i), jittered.sample(i)
+        ratios.append(b.stretch.scale / a.stretch.scale)
+        # the same noisy and clean tiles, only taken to network space on another scale
+        np.testing.assert_allclose(
+            b.stretch.inverse(b.input), a.stretch.inverse(a.input), rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(
+            b.stretch.inverse(b.target[:3]), a.stretch.inverse(a.target[:3]), rtol=1e-4, atol=1e-4
+        )
+    ratios = np.array(ratios)
+    assert (ratios >= 0.5 - 1e-9).all() and (ratios <= 2.0 + 1e-9).all()
+    assert ratios.min() < 0.8 and ratios.max() > 1.25  # log-uniform over [1/2, 2]: spread
+    val_plain = _sim_dataset(split="val", length=4)
+    val_jittered = _sim_dataset(split="val", length=4, stretch_jitter=2.0)
+    for i in range(len(val_plain)):
+        np.testing.assert_array_equal(val_jittered.sample(i).input, val_plain.sample(i).input)
+        np.testing.assert_array_equal(val_jittered.sample(i).target, val_plain.sample(i).target)
+    with pytest.raises(ValueError, match="stretch_jitter"):
+        DataConfig(stretch_jitter=0.5)
