@@ -221,8 +221,8 @@ class DataConfig:
                 msg = f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}"
                 raise ValueError(msg)
             setattr(self, name, (lo, hi))
-        if not self.stretch_jitter >= 1.0:
-            msg = f"stretch_jitter must be >= 1 (1: none), got {self.stretch_jitter}"
+        if not 1.0 <= self.stretch_jitter < math.inf:
+            msg = f"stretch_jitter must be finite and >= 1 (1: none), got {self.stretch_jitter}"
             raise ValueError(msg)
         if not self.sky_presets or any(w < 0 for w in self.sky_presets.values()):
             msg = f"sky_presets must map preset names to weights >= 0, got {self.sky_presets}"

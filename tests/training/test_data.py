@@ -290,5 +290,6 @@ def test_stretch_jitter_rescales_training_tiles_only_and_keeps_the_same_data():
     for i in range(len(val_plain)):
         np.testing.assert_array_equal(val_jittered.sample(i).input, val_plain.sample(i).input)
         np.testing.assert_array_equal(val_jittered.sample(i).target, val_plain.sample(i).target)
-    with pytest.raises(ValueError, match="stretch_jitter"):
-        DataConfig(stretch_jitter=0.5)
+    for bad in (0.5, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="stretch_jitter"):
+            DataConfig(stretch_jitter=bad)
