@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -44,14 +45,13 @@ def scaled_estimate(what: str, factor: float) -> Iterator[None]:
     name = {"stretch": "fit_stretch", "map": "noise_map"}[what]
     original = getattr(pipeline, name)
 
-    def stretch(*args, **kwargs) -> AstroStretch:
-        fitted = original(*args, **kwargs)
-        return AstroStretch(fitted.background, factor * fitted.scale)
+    def scaled(*args, **kwargs) -> AstroStretch | np.ndarray:
+        own = original(*args, **kwargs)
+        if what == "stretch":  # as training's stretch_jitter rescales it
+            return replace(own, scale=factor * own.scale)
+        return np.float32(factor) * own
 
-    def noise_map(*args, **kwargs) -> np.ndarray:
-        return np.float32(factor) * original(*args, **kwargs)
-
-    setattr(pipeline, name, stretch if what == "stretch" else noise_map)
+    setattr(pipeline, name, scaled)
     try:
         yield
     finally:
