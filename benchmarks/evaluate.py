@@ -43,13 +43,23 @@ clean on the same asinh stretch, the central 200x200 px at 1:1). Usage::
     .venv/bin/python benchmarks/evaluate.py                        # shipped default model
     .venv/bin/python benchmarks/evaluate.py --model path/to/m.safetensors
     .venv/bin/python benchmarks/evaluate.py --quick --model untrained   # smoke test
+
+The shipping rule's crowded-field check (``training/README.md``) runs the same protocol on
+the crowded, undersampled training frames instead, never the evaluation frames::
+
+    .venv/bin/python benchmarks/evaluate.py --model PATH --no-sim --methods model bm3d \
+        --data-dir ../shared/data/fits/train --images ngc6976_sdss_g_reproj.fits \
+        ngc6976_sdss_r_reproj.fits ngc6976_sdss_i_reproj.fits m67_dss_poss1.fits \
+        --no-png --tag crowded_NAME
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -795,6 +805,14 @@ def targets(rows: list[tuple[Case, dict]]) -> list[str]:
     ]
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository root when it can be (``../shared/...``)."""
+    try:
+        return os.path.relpath(path, ROOT)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
 def report(rows, refs, args, model_label: str) -> str:
     levels = ", ".join(
         f"{lv.name}: {lv.sky_e:g} e- sky (sim) / {lv.k:g} x sigma_ref (real)"
@@ -805,6 +823,8 @@ def report(rows, refs, args, model_label: str) -> str:
         "",
         f"Model: {model_label}. Host: {platform.node() or 'unknown'} ({platform.machine()}), "
         f"crop {args.crop} px{', quick run' if args.quick else ''}.",
+        "",
+        f"Command: `.venv/bin/python {args.command}`",
         "",
         "Protocol (see benchmarks/evaluate.py): Poisson-Gaussian noise, read noise "
         f"{READ_NOISE_E:g} e-, levels {levels}. Simulated scenes are the truth; the real "
@@ -821,7 +841,7 @@ def report(rows, refs, args, model_label: str) -> str:
         "1.5 FWHM at the clean stars, isolated and unsaturated, annulus 3-5 FWHM. Classical "
         "methods get the true noise model (GAT, sigma 1).",
         "",
-        "References:",
+        f"References{'' if args.no_real else f' (real frames from {_shown(args.data_dir)})'}:",
         "",
         *[f"- {ref.name}: {ref.note}" for ref in refs],
         "",
@@ -883,6 +903,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.command = shlex.join(
+        ["benchmarks/evaluate.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {"noisy": lambda z: z}
     model_label, model_name = "not run", "nomodel"
     if "model" in args.methods:
@@ -912,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"eval_{args.tag}.md"
     out.write_text(text)
-    print(f"written {out.relative_to(ROOT)}", file=sys.stderr)
+    print(f"written {_shown(out)}", file=sys.stderr)
     return 0
 
 
