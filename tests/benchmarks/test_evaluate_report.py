@@ -6,6 +6,9 @@ import os
 
 import evaluate as ev
 
+#: One simulated 128 px scene through the untrained (identity) network, no PNG.
+SMOKE = ["--quick", "--model", "untrained", "--methods", "model", "--no-png", "--n-sim", "1"]
+
 
 def test_shared_data_is_shown_relative_to_the_repository():
     shown = ev._shown(ev.ROOT.parent / "shared" / "data" / "fits" / "train")
@@ -14,8 +17,7 @@ def test_shared_data_is_shown_relative_to_the_repository():
 
 def test_the_report_carries_its_command_and_the_frames_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "RESULTS", tmp_path)
-    argv = ["--quick", "--model", "untrained", "--methods", "model", "--no-png", "--n-sim", "1"]
-    argv += ["--data-dir", str(tmp_path / "frames"), "--tag", "smoke"]  # no frames there
+    argv = [*SMOKE, "--data-dir", str(tmp_path / "frames"), "--tag", "smoke"]  # no frames there
     assert ev.main(argv) == 0
     text = (tmp_path / "eval_smoke.md").read_text()
     assert "Command: `.venv/bin/python benchmarks/evaluate.py --quick --model untrained" in text
@@ -26,6 +28,5 @@ def test_the_report_carries_its_command_and_the_frames_folder(tmp_path, monkeypa
 
 def test_without_real_frames_the_report_names_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "RESULTS", tmp_path)
-    argv = ["--quick", "--model", "untrained", "--methods", "model", "--no-png", "--n-sim", "1"]
-    assert ev.main([*argv, "--no-real", "--tag", "sims"]) == 0
+    assert ev.main([*SMOKE, "--no-real", "--tag", "sims"]) == 0
     assert "\nReferences:\n" in (tmp_path / "eval_sims.md").read_text()
