@@ -76,25 +76,6 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def reference_noise_sigma(image: np.ndarray) -> np.ndarray:
-    """Per-channel noise sigma of a reference frame, as the evaluation protocol measures it.
-
-    The median absolute deviation of horizontal neighbour differences over the whole frame,
-    divided by sqrt(2) (non-finite differences ignored). It sets a real case's noise levels,
-    detection threshold and crop, so it stays fixed with the protocol: the engine's
-    estimator (``normalize.noise_sigma``, the faint sky only since 2026-12-03) reads lower
-    on crowded frames, and using it here would change the cases themselves.
-    """
-    out = []
-    for channel in _chw(image):
-        with np.errstate(invalid="ignore"):  # inf - inf
-            diff = np.diff(np.asarray(channel, dtype=np.float64), axis=-1).ravel()
-        diff = diff[np.isfinite(diff)]
-        mad = np.median(np.abs(diff - np.median(diff))) if diff.size else 0.0
-        out.append(1.482602218505602 * mad / np.sqrt(2.0))
-    return np.asarray(out, dtype=np.float64)
-
-
 def robust_range(clean: np.ndarray) -> float:
     """PSNR data range: the 0.1st to 99.9th percentile span of the finite clean pixels.
 

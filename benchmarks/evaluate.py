@@ -191,6 +191,8 @@ def remove_defects(native: np.ndarray) -> tuple[np.ndarray, int]:
     (ndarray, int)
         The corrected frame (float64) and the number of pixels replaced.
     """
+    from napari_astrodenoise.core.normalize import noise_sigma
+
     x = np.asarray(native, dtype=np.float64)
     ring = np.ones((3, 3), dtype=bool)
     ring[1, 1] = False
@@ -202,7 +204,7 @@ def remove_defects(native: np.ndarray) -> tuple[np.ndarray, int]:
     max4 = ndimage.maximum_filter(x, footprint=cross, mode="nearest")
     excess = x - med8
     local = 1.2533 * ndimage.uniform_filter(np.abs(excess), size=9, mode="nearest")
-    sigma = np.maximum(local, float(m.reference_noise_sigma(x)[0]))
+    sigma = np.maximum(local, float(noise_sigma(x)[0]))
     hot = (excess > DEFECT_SIGMA * sigma) & (
         x - background > DEFECT_SHARPNESS * np.maximum(max4 - background, 0.0)
     )
@@ -282,11 +284,12 @@ def best_crop(xy: np.ndarray, signal: np.ndarray, size: int) -> tuple[int, int]:
 
 def real_reference(path: Path, size: int) -> Reference:
     """A real frame prepared as the module docstring says: defects, 2x2 bin, star-rich crop."""
+    from napari_astrodenoise.core.normalize import noise_sigma
     from napari_astrodenoise.fits_io import fits_stem, read_fits
 
     first = read_fits(path)[0]
     image, saturated, n_fixed = _binned_frame(first.data, first.bayer_pattern)
-    sigma = float(np.median(m.reference_noise_sigma(image)))
+    sigma = float(np.median(noise_sigma(image)))
     chw = image.reshape(-1, *image.shape[-2:])
     sky = np.median(chw.reshape(chw.shape[0], -1), axis=1)
     fwhm = m.estimate_fwhm(image, threshold=20.0 * sigma, saturated=saturated)

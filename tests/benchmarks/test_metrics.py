@@ -191,15 +191,3 @@ def test_peak_ratio_follows_the_brightest_core_above_the_sky(field):
     assert math.isnan(m.peak_ratio(np.full((8, 8), 5.0), np.ones((8, 8)), sky=np.array([5.0])))
     with pytest.raises(ValueError, match="shape"):
         m.peak_ratio(image, image[:64], sky=sky)
-
-
-def test_reference_noise_sigma_is_the_whole_frame_estimate_of_the_protocol():
-    from napari_astrodenoise.core.normalize import noise_sigma
-
-    rng = np.random.default_rng(7)
-    img = rng.normal(100.0, 3.0, size=(2, 300, 300))
-    np.testing.assert_allclose(m.reference_noise_sigma(img), [3.0, 3.0], rtol=0.03)
-    # a frame whose bright half is noisier: the protocol reads the whole frame, the engine
-    # only its faint sky, so the two part on crowded or bright frames
-    img[:, :, 150:] = rng.normal(400.0, 9.0, size=(2, 300, 150))
-    assert m.reference_noise_sigma(img)[0] > 1.5 * noise_sigma(img)[0]
