@@ -160,6 +160,14 @@ class DataConfig:
         network-space amplitude is not the one the fit implies, as on a frame whose noise
         the engine misestimates (default 1: none, and no random draw). The star mask keeps
         the fitted scale; validation tiles are never jittered.
+    channel_gain : float
+        Training colour tiles only: each channel of the clean tile is multiplied by its own
+        log-uniform factor in ``[1 / channel_gain, channel_gain]`` (divided by their
+        geometric mean, so the tile's overall level keeps ``flux_scale_range``) before the
+        noise is drawn, as an uncalibrated camera's white balance or a mix of filters
+        would, so that the network cannot learn the simulator's star colours as a prior
+        and pull a real star's colour towards them (default 1: none, and no random draw).
+        Validation tiles are never rebalanced.
     noise : dict
         Fields of :class:`~napari_astrodenoise.core.noise.NoiseConfig` (the noise mixture).
     """
@@ -195,6 +203,7 @@ class DataConfig:
     mask_noise_floor: float = 0.003
     noise_map: bool = False
     stretch_jitter: float = 1.0
+    channel_gain: float = 1.0
     noise: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,9 +230,10 @@ class DataConfig:
                 msg = f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}"
                 raise ValueError(msg)
             setattr(self, name, (lo, hi))
-        if not 1.0 <= self.stretch_jitter < math.inf:
-            msg = f"stretch_jitter must be finite and >= 1 (1: none), got {self.stretch_jitter}"
-            raise ValueError(msg)
+        for name in ("stretch_jitter", "channel_gain"):
+            if not 1.0 <= getattr(self, name) < math.inf:
+                msg = f"{name} must be finite and >= 1 (1: none), got {getattr(self, name)}"
+                raise ValueError(msg)
         if not self.sky_presets or any(w < 0 for w in self.sky_presets.values()):
             msg = f"sky_presets must map preset names to weights >= 0, got {self.sky_presets}"
             raise ValueError(msg)
@@ -608,6 +618,13 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def _channel_gains(rng: np.random.Generator, channels: int, spread: float) -> np.ndarray:
+    """(C, 1, 1) float32 log-uniform factors in ``[1 / spread, spread]``, geometric mean 1."""
+    log_gain = rng.uniform(-np.log(spread), np.log(spread), size=channels)
+    log_gain -= log_gain.mean()
+    return np.exp(log_gain).astype(np.float32).reshape(-1, 1, 1)
+
+
 def _noise_floor(
     rng: np.random.Generator,
     noisy: np.ndarray,
@@ -765,6 +782,8 @@ class TileDataset(Dataset):
             noisy_real = crops[1] if frame.noisy is not None else None
             channels = clean.shape[0]
         scale = np.float32(_log_uniform(rng, *cfg.flux_scale_range))
+        if cfg.channel_gain > 1.0 and self.split == "train" and channels > 1:
+            scale = scale * _channel_gains(rng, channels, cfg.channel_gain)
         clean = clean * scale
         if source == "paired":
             noisy, target, kind = noisy_real * scale, clean, "paired"
@@ -773,7 +792,7 @@ class TileDataset(Dataset):
             noisy, target, kind = drawn.noisy, drawn.target, drawn.kind
             if source == "real" and kind not in ("identity", "low_noise"):
                 noisy, topped = _noise_floor(
-                    rng, noisy, frame.own_noise * scale, cfg.real_noise_floor
+                    rng, noisy, frame.own_noise * np.ravel(scale), cfg.real_noise_floor
                 )
                 kind += "+floor" if topped else ""
         return self._finish(rng, noisy, target, source, name, channels, kind, scene_id, position)

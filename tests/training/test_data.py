@@ -171,6 +171,63 @@ def test_real_frames_are_topped_up_to_the_noise_floor(tmp_path):
         assert float(noise_sigma(noisy)[0]) == pytest.approx(50.0, rel=0.15)
 
 
+def test_channel_gain_rebalances_colour_training_tiles_only():
+    clean_targets = {"p_identity": 0.0, "p_low_noise": 0.0}  # targets are the clean tiles
+    plain = _sim_dataset(length=16, p_mono=0.5, noise=clean_targets)
+    gained = _sim_dataset(length=16, p_mono=0.5, noise=clean_targets, channel_gain=4.0)
+    seen = 0
+    for i in range(len(plain)):
+        a, b = plain.sample(i), gained.sample(i)
+        clean_a, clean_b = a.stretch.inverse(a.target[:3]), b.stretch.inverse(b.target[:3])
+        if a.channels == 1:  # mono scenes are not rebalanced
+            np.testing.assert_array_equal(b.target, a.target)
+            continue
+        seen += 1
+        # the same scene, each channel scaled by its own factor
+        gains = np.median(clean_b / clean_a, axis=(1, 2))
+        np.testing.assert_allclose(clean_b, clean_a * gains[:, None, None], rtol=1e-3)
+        assert np.prod(gains) == pytest.approx(1.0, rel=0.05)  # geometric mean 1
+        assert gains.max() / gains.min() > 1.2
+        assert (gains > 1 / 4.5).all() and (gains < 4.5).all()
+    assert seen >= 3
+    val_plain = _sim_dataset(split="val", length=4, p_mono=0.0)
+    val_gained = _sim_dataset(split="val", length=4, p_mono=0.0, channel_gain=4.0)
+    for i in range(len(val_plain)):
+        np.testing.assert_array_equal(val_gained.sample(i).target, val_plain.sample(i).target)
+    for bad in (0.9, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="channel_gain"):
+            DataConfig(channel_gain=bad)
+
+
+def test_channel_gain_scales_a_real_frames_noise_floor_with_its_channel(tmp_path):
+    rng = np.random.default_rng(2)
+    _write(tmp_path / "cube.fits", 1000.0 + rng.normal(0.0, 10.0, (3, 96, 96)))
+    config = DataConfig(
+        tile=TILE,
+        fits_dir=str(tmp_path),
+        sim_weight=0.0,
+        real_weight=1.0,
+        real_bin=1,
+        real_noise_floor=(5.0, 5.0),
+        flux_scale_range=(1.0, 1.0),
+        channel_gain=4.0,
+        noise={
+            "p_identity": 0.0,
+            "p_low_noise": 0.0,
+            "p_gaussian": 1.0,
+            "gaussian_sigma_range": (1e-4, 1e-4),
+        },
+    )
+    ds = TileDataset(config, split="train", length=3)
+    for i in range(3):
+        s = ds.sample(i)
+        noisy = s.stretch.inverse(s.input)
+        level = np.median(noisy, axis=(1, 2))
+        assert level.max() / level.min() > 1.2  # rebalanced
+        # each channel topped up to 5 x its own (rebalanced) noise: 5 % of its level
+        np.testing.assert_allclose(noise_sigma(noisy) / level, 0.05, rtol=0.15)
+
+
 def test_real_fits_tiles_from_the_shared_training_folder(shared_fits_dir):
     folder = shared_fits_dir / "train"
     frames = load_fits_folder(folder, tile=64, binning=2, fraction=0.2, seed=0)
