@@ -162,8 +162,9 @@ class DataConfig:
         the fitted scale; validation tiles are never jittered.
     channel_gain : float
         Training colour tiles only: each channel of the clean tile is multiplied by its own
-        log-uniform factor in ``[1 / channel_gain, channel_gain]`` (divided by their
-        geometric mean, so the tile's overall level keeps ``flux_scale_range``) before the
+        log-uniform factor in ``[1 / channel_gain, channel_gain]``, then divided by their
+        geometric mean (the tile's overall level keeps ``flux_scale_range``; a factor can
+        end up at ``channel_gain ** (4 / 3)`` with three channels) before the
         noise is drawn, as an uncalibrated camera's white balance or a mix of filters
         would, so that the network cannot learn the simulator's star colours as a prior
         and pull a real star's colour towards them (default 1: none, and no random draw).
@@ -619,7 +620,8 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _channel_gains(rng: np.random.Generator, channels: int, spread: float) -> np.ndarray:
-    """(C, 1, 1) float32 log-uniform factors in ``[1 / spread, spread]``, geometric mean 1."""
+    """(C, 1, 1) float32 factors drawn log-uniform in ``[1 / spread, spread]``, then
+    divided by their geometric mean."""
     log_gain = rng.uniform(-np.log(spread), np.log(spread), size=channels)
     log_gain -= log_gain.mean()
     return np.exp(log_gain).astype(np.float32).reshape(-1, 1, 1)
