@@ -145,12 +145,12 @@ def test_a_missing_fits_folder_is_skipped_with_a_warning(tmp_path):
         assert load_fits_folder(tmp_path / "nope", tile=32, binning=1, fraction=0.2, seed=0) == []
 
 
-def test_real_frames_are_topped_up_to_the_noise_floor(tmp_path):
-    rng = np.random.default_rng(1)
-    _write(tmp_path / "flat.fits", 1000.0 + rng.normal(0.0, 10.0, (96, 96)))
-    config = DataConfig(
+def _floor_only_config(folder, **overrides) -> DataConfig:
+    """Real frames of ``folder`` at unit flux scale, topped up to 5 x their own noise by a
+    negligible drawn noise: the floor is all the noise a tile gets."""
+    return DataConfig(
         tile=TILE,
-        fits_dir=str(tmp_path),
+        fits_dir=str(folder),
         sim_weight=0.0,
         real_weight=1.0,
         real_bin=1,
@@ -162,7 +162,14 @@ def test_real_frames_are_topped_up_to_the_noise_floor(tmp_path):
             "p_gaussian": 1.0,
             "gaussian_sigma_range": (1e-4, 1e-4),
         },
+        **overrides,
     )
+
+
+def test_real_frames_are_topped_up_to_the_noise_floor(tmp_path):
+    rng = np.random.default_rng(1)
+    _write(tmp_path / "flat.fits", 1000.0 + rng.normal(0.0, 10.0, (96, 96)))
+    config = _floor_only_config(tmp_path)
     ds = TileDataset(config, split="train", length=3)
     for i in range(3):
         s = ds.sample(i)
@@ -202,22 +209,7 @@ def test_channel_gain_rebalances_colour_training_tiles_only():
 def test_channel_gain_scales_a_real_frames_noise_floor_with_its_channel(tmp_path):
     rng = np.random.default_rng(2)
     _write(tmp_path / "cube.fits", 1000.0 + rng.normal(0.0, 10.0, (3, 96, 96)))
-    config = DataConfig(
-        tile=TILE,
-        fits_dir=str(tmp_path),
-        sim_weight=0.0,
-        real_weight=1.0,
-        real_bin=1,
-        real_noise_floor=(5.0, 5.0),
-        flux_scale_range=(1.0, 1.0),
-        channel_gain=4.0,
-        noise={
-            "p_identity": 0.0,
-            "p_low_noise": 0.0,
-            "p_gaussian": 1.0,
-            "gaussian_sigma_range": (1e-4, 1e-4),
-        },
-    )
+    config = _floor_only_config(tmp_path, channel_gain=4.0)
     ds = TileDataset(config, split="train", length=3)
     for i in range(3):
         s = ds.sample(i)
