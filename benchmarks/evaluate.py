@@ -456,15 +456,17 @@ def load_denoiser(
     change_limit: float | None = None,
     peak_cap: int | None = None,
     lock_threshold: float | None = None,
+    star_refit: float | None = None,
 ):
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
-    path, run with ``flux_lock``, ``change_limit``, ``peak_cap`` and ``lock_threshold``
-    (None: the engine's defaults) and ``ensemble``."""
+    path, run with ``flux_lock``, ``change_limit``, ``peak_cap``, ``lock_threshold`` and
+    ``star_refit`` (None: the engine's defaults) and ``ensemble``."""
     from napari_astrodenoise.core.pipeline import (
         CHANGE_LIMIT,
         FLUX_LOCK,
         LOCK_THRESHOLD,
         PEAK_CAP,
+        STAR_REFIT,
         denoise,
     )
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
@@ -482,14 +484,16 @@ def load_denoiser(
     limit = CHANGE_LIMIT if change_limit is None else change_limit
     cap = PEAK_CAP if peak_cap is None else peak_cap
     threshold = LOCK_THRESHOLD if lock_threshold is None else lock_threshold
+    refit = STAR_REFIT if star_refit is None else star_refit
     label += (
         f", flux lock {lock:g} px (threshold {threshold:g} sigma), change limit {limit:g} "
-        f"sigma, peak cap {cap} px, self-ensemble {ensemble}"
+        f"sigma, peak cap {cap} px, star refit {refit:g}, self-ensemble {ensemble}"
     )
     name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
     name += "" if limit == CHANGE_LIMIT else f"_limit{limit:g}"
     name += "" if threshold == LOCK_THRESHOLD else f"_lockth{threshold:g}"
     name += "" if cap == PEAK_CAP else f"_cap{cap}"
+    name += "" if refit == STAR_REFIT else f"_refit{refit:g}"
     name += "" if ensemble == 1 else f"_ens{ensemble}"
 
     def run(noisy: np.ndarray) -> np.ndarray:
@@ -502,6 +506,7 @@ def load_denoiser(
             lock_threshold=threshold,
             change_limit=limit,
             peak_cap=cap,
+            star_refit=refit,
             ensemble=ensemble,
         )
 
@@ -520,6 +525,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lock-threshold", type=float, default=None, help="sigmas (default: the engine's)"
     )
+    p.add_argument(
+        "--star-refit", type=float, default=None, help="prior width (default: the engine's)"
+    )
     p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1)
 
 
@@ -533,6 +541,7 @@ def denoiser_from_args(args: argparse.Namespace):
         args.change_limit,
         args.peak_cap,
         args.lock_threshold,
+        args.star_refit,
     )
 
 

@@ -71,7 +71,7 @@ def finite_median(values: list[float]) -> float:
 
 
 def unguarded(case: ev.Case, loaded: LoadedModel) -> np.ndarray:
-    """The engine's output for the case's noisy frame, flux lock, change limit and cap off."""
+    """The engine's output for the case's noisy frame, every safeguard off."""
     return denoise(
         case.noisy,
         model=loaded,
@@ -79,6 +79,7 @@ def unguarded(case: ev.Case, loaded: LoadedModel) -> np.ndarray:
         flux_lock=0.0,
         change_limit=0.0,
         peak_cap=0,
+        star_refit=0.0,
     )
 
 
@@ -106,12 +107,13 @@ def guarded(
     change_limit: float,
     peak_cap: int,
     lock_threshold: float = 0.0,
+    star_refit: float = 0.0,
 ) -> np.ndarray:
     """``free`` with the engine's safeguards at these settings (``pipeline.guard_change``).
 
-    ``lock_threshold`` 0 is the strict flux lock, under which this script,
-    ``change_limit.py`` and ``peak_cap.py`` made their tables; ``lock_threshold.py``
-    varies it.
+    ``lock_threshold`` 0 is the strict flux lock and ``star_refit`` 0 no refit, under
+    which this script, ``change_limit.py`` and ``peak_cap.py`` made their tables;
+    ``lock_threshold.py`` and ``star_refit.py`` vary them.
     """
     planes = noisy.reshape(-1, *noisy.shape[-2:])
     out, _profile = guard_change(
@@ -121,6 +123,7 @@ def guarded(
         change_limit=change_limit,
         peak_cap=peak_cap,
         lock_threshold=lock_threshold,
+        star_refit=star_refit,
     )
     return out.reshape(noisy.shape)
 

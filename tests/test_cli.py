@@ -47,6 +47,8 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
         "4",
         "--peak-cap",
         "2",
+        "--star-refit",
+        "0.1",
         "--ensemble",
         "2",
         "--quiet",
@@ -60,7 +62,7 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
     assert header["ADMSHA"] == random_model.sha256
     assert header["ADSTRNTH"] == 0.7
     assert header["ADFLUXLK"] == 0.0 and header["ADENSMBL"] == 2 and header["ADCHGLIM"] == 4.0
-    assert header["ADPKCAP"] == 2 and header["ADLOCKTH"] == 2.5
+    assert header["ADPKCAP"] == 2 and header["ADLOCKTH"] == 2.5 and header["ADREFIT"] == 0.1
     history = "".join(str(h) for h in header["HISTORY"])  # long lines wrap over cards
     assert "in.fits" in history and random_model.sha256[:16] in history
 

@@ -18,6 +18,7 @@ from napari_astrodenoise.core.pipeline import (
     FLUX_LOCK,
     LOCK_THRESHOLD,
     PEAK_CAP,
+    STAR_REFIT,
 )
 
 EXIT_BAD_INPUT = 2
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="no output pixel brighter than the brightest input pixel within this many px; "
         f"0: off (default {PEAK_CAP})",
+    )
+    p.add_argument(
+        "--star-refit",
+        type=float,
+        default=STAR_REFIT,
+        metavar="PRIOR",
+        help="rescale stars to the flux the input supports, within a prior of this relative "
+        f"width; 0: off (default {STAR_REFIT:g})",
     )
     p.add_argument(
         "--ensemble",
@@ -220,6 +229,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             lock_threshold=args.lock_threshold,
             change_limit=args.change_limit,
             peak_cap=args.peak_cap,
+            star_refit=args.star_refit,
             ensemble=args.ensemble,
             tile_size=args.tile_size,
             overlap=args.overlap,

@@ -86,6 +86,7 @@ def test_run_adds_denoised_and_residual_layers_placed_with_provenance(viewer, wi
         assert cards["ADCHGLIM"][0] == widget.change_limit.value == 3.0
         assert cards["ADPKCAP"][0] == widget.peak_cap.value == 1
         assert cards["ADLOCKTH"][0] == widget.lock_threshold.value == 1.0
+        assert cards["ADREFIT"][0] == widget.star_refit.value == pipeline.STAR_REFIT
     np.testing.assert_allclose(residual.data, source.data - denoised.data, atol=1e-3)
     assert not np.array_equal(denoised.data, source.data)  # the random model changes pixels
     assert denoised.contrast_limits == pytest.approx(source.contrast_limits)

@@ -42,6 +42,7 @@ from napari_astrodenoise.core.pipeline import (
     FLUX_LOCK,
     LOCK_THRESHOLD,
     PEAK_CAP,
+    STAR_REFIT,
 )
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
@@ -169,6 +170,19 @@ class DenoiseWidget(Container):
                 "star cores cannot be sharpened above what was observed. 0: off."
             ),
         )
+        self.star_refit = FloatSpinBox(
+            label="Star refit",
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            value=STAR_REFIT,
+            tooltip=(
+                "Rescale each star of the denoised image to the flux the input supports "
+                "(a local fit of what the network removed), with a prior of this relative "
+                "width: bright stars get their flux back, faint ones are left as they are, "
+                "nothing is added where the denoised image has no source. 0: off."
+            ),
+        )
         self.ensemble = ComboBox(
             label="Ensemble",
             choices=ENSEMBLES,
@@ -195,6 +209,7 @@ class DenoiseWidget(Container):
                 self.lock_threshold,
                 self.change_limit,
                 self.peak_cap,
+                self.star_refit,
                 self.ensemble,
                 self.tile_size,
                 self.overlap,
@@ -262,6 +277,7 @@ class DenoiseWidget(Container):
             "lock_threshold": float(self.lock_threshold.value),
             "change_limit": float(self.change_limit.value),
             "peak_cap": int(self.peak_cap.value),
+            "star_refit": float(self.star_refit.value),
             "ensemble": int(self.ensemble.value),
             "tile_size": int(self.tile_size.value),
             "overlap": float(self.overlap.value),
