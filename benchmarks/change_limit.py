@@ -9,8 +9,8 @@ reverse. This script measures the trade-off on the tuning set of ``flux_lock_sca
 ``../shared/data/fits/train/``; never ``fits/eval/``), each at the three noise levels of
 ``evaluate.py``. The network runs once per case with every safeguard off; its change then
 gets the default flux lock and each ``k`` (``pipeline.guard_change``), which is what
-``denoise(..., change_limit=k, peak_cap=0)`` returns for non-Bayer input (the peak cap,
-applied last, is ``peak_cap.py``'s).
+``denoise(..., change_limit=k, peak_cap=0, star_refit=0)`` returns for non-Bayer input
+(the peak cap, applied last, is ``peak_cap.py``'s; the star refit ``star_refit.py``'s).
 Prints a markdown table (mean PSNR gain on simulated and real cases, median star-flux
 error, spurious stars and star recall) and writes it to
 ``benchmarks/results/change_limit_<model>.md``.

@@ -15,9 +15,9 @@ data the evaluation never uses:
 each at the three noise levels of ``evaluate.py``. The network runs once per case with the
 lock off; each scale is then ``guarded`` (``pipeline.guard_change``): the lock of
 ``prediction - input`` at ``s``, added to the input, which is what
-``denoise(..., flux_lock=s, change_limit=0, peak_cap=0)`` returns for finite, non-Bayer input
-(the change limit and the peak cap, applied after the lock, are chosen by ``change_limit.py``
-and ``peak_cap.py``). Prints a markdown table
+``denoise(..., flux_lock=s, change_limit=0, peak_cap=0, star_refit=0)`` returns for finite,
+non-Bayer input (the change limit, the star refit and the peak cap, applied after the lock,
+are chosen by ``change_limit.py``, ``star_refit.py`` and ``peak_cap.py``). Prints a markdown table
 (mean PSNR gain on simulated and real cases, median star-flux error, mean |flux bias|) and
 writes it to ``benchmarks/results/flux_lock_scale_<model>.md``.
 

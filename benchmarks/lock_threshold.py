@@ -11,7 +11,8 @@ measures it on the tuning set of ``flux_lock_scale.py`` (simulated scenes with s
 each at the three noise levels of ``evaluate.py``. The network runs once per case with
 every safeguard off; its change then gets the engine's default lock scale, change limit
 and peak cap with each ``t`` (``pipeline.guard_change``), which is what
-``denoise(..., lock_threshold=t)`` returns for non-Bayer input.
+``denoise(..., lock_threshold=t, star_refit=0)`` returns for non-Bayer input (the star
+refit came later: ``star_refit.py``).
 
 Prints a markdown table (mean PSNR gain on simulated and real cases, the worst case's
 gain over the strict lock, median star-flux error and bias, spurious and invented stars,

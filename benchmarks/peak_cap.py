@@ -10,9 +10,9 @@ ever were. This script measures, for each radius (off, 1, 2):
   20_000_000 + i, the real frames of ``../shared/data/fits/train/``; never ``fits/eval/``),
   each at the three noise levels of ``evaluate.py``. The network runs once per case with
   every safeguard off; its change then gets the default flux lock and change limit and the
-  cap (``pipeline.guard_change``): what ``denoise(..., peak_cap=r)`` returns for non-Bayer
-  input. Mean PSNR gain on simulated and real cases, median star-flux error,
-  spurious stars, star recall.
+  cap (``pipeline.guard_change``): what ``denoise(..., peak_cap=r, star_refit=0)`` returns
+  for non-Bayer input (the star refit came later: ``star_refit.py``). Mean PSNR gain on
+  simulated and real cases, median star-flux error, spurious stars, star recall.
 - **the loop** of ``faithfulness.py`` (moderate noise, fresh noise every cycle, ``--cycles``
   cycles) on the training frames (256 px crops) and two colour tuning scenes: PSNR against
   the original and the peak ratio (``_metrics.peak_ratio``) at cycles 10 and the last.
@@ -79,7 +79,7 @@ def loop(subjects: list[fa.Subject], loaded: LoadedModel, cycles: int) -> list[s
 
             def run(z: np.ndarray, r: int = r) -> np.ndarray:
                 axis = 0 if z.ndim == 3 else None
-                return denoise(z, model=loaded, channel_axis=axis, peak_cap=r)
+                return denoise(z, model=loaded, channel_axis=axis, peak_cap=r, star_refit=0.0)
 
             with contextlib.redirect_stderr(io.StringIO()):  # the loop's progress lines
                 hist, _first = fa.iterate(subject, run, cycles, fa.FAITH_SEED_BASE + 1000 * i, "")
