@@ -746,7 +746,23 @@ def test_star_refit_in_strips_is_the_whole_planes_refit():
     profile = pipeline.NoiseProfile(np.full(2, 100.0), np.full(2, 100.0), np.full(2, 0.01))
     whole = prediction.copy()
     for c in range(2):
-        whole[c] += pipeline._refit_correction(prediction[c], noisy[c], c, 0.04, profile, 2.0)
+        least = np.float32(1e-3 * profile.sigma(c, prediction[c]).max())
+        whole[c] += pipeline._refit_correction(
+            prediction[c], noisy[c], c, 0.04, profile, 2.0, least
+        )
     pipeline.refit_stars(prediction, noisy, 0.04, profile)
     assert not np.array_equal(whole, 100.0 + 0.9 * (clean - 100.0))  # it did something
     np.testing.assert_array_equal(prediction, whole)
+
+
+def test_star_refit_of_a_noise_free_profile_stays_finite():
+    _star, noisy, prediction, _profile = _refit_case(0.9)
+    silent = pipeline.NoiseProfile(np.array([100.0]), np.array([0.0]), np.array([0.0]))
+    out = prediction.copy()
+    pipeline.refit_stars(out, noisy, 0.04, silent)  # no noise to weigh by: left alone
+    np.testing.assert_array_equal(out, prediction)
+    # no noise at the sky, photon noise above it: finite, and the star still refitted
+    shot = pipeline.NoiseProfile(np.array([100.0]), np.array([0.0]), np.array([1.0]))
+    pipeline.refit_stars(out, noisy, 0.04, shot)
+    assert np.isfinite(out).all()
+    assert _aperture(out[0]) > _aperture(prediction[0])

@@ -561,10 +561,18 @@ def refit_stars(
     workers = min(len(starts), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for c, (out, inp) in enumerate(zip(denoised, original, strict=True)):
+            # the noise sigma is floored at a thousandth of the plane's largest, so that a
+            # profile with no noise at the sky (floor 0) weighs nothing infinitely; a plane
+            # with no noise at all has nothing to weigh the residual by and is left alone
+            with np.errstate(invalid="ignore"):
+                top = float(np.nanmax(profile.sigma(c, out), initial=0.0))
+            if not top > 0:
+                continue
+            least = np.float32(_REFIT_LEAST_SIGMA * top)
 
-            def strip(y0: int, out=out, inp=inp, c=c) -> np.ndarray:
+            def strip(y0: int, out=out, inp=inp, c=c, least=least) -> np.ndarray:
                 lo, hi = max(0, y0 - halo), min(height, y0 + _REFIT_STRIP + halo)
-                corr = _refit_correction(out[lo:hi], inp[lo:hi], c, prior, profile, window)
+                corr = _refit_correction(out[lo:hi], inp[lo:hi], c, prior, profile, window, least)
                 return corr[y0 - lo : y0 - lo + min(_REFIT_STRIP, height - y0)]
 
             # all of a plane's strips read the plane before any correction is added
@@ -575,6 +583,8 @@ def refit_stars(
 
 #: rows per strip of :func:`refit_stars` (each with its halo)
 _REFIT_STRIP = 256
+#: :func:`refit_stars`'s smallest noise sigma, as a fraction of the plane's largest
+_REFIT_LEAST_SIGMA = 1e-3
 
 
 def _refit_size(window: float) -> int:
@@ -589,8 +599,12 @@ def _refit_correction(
     prior: float,
     profile: NoiseProfile,
     window: float,
+    least: np.float32,
 ) -> np.ndarray:
-    """``lam * s`` of :func:`refit_stars` for one (H, W) plane (or strip) of channel ``c``."""
+    """``lam * s`` of :func:`refit_stars` for one (H, W) plane (or strip) of channel ``c``.
+
+    ``least`` floors the noise sigma (> 0).
+    """
     from scipy.ndimage import gaussian_filter, grey_opening, maximum_filter
 
     size = _refit_size(window)
@@ -602,8 +616,8 @@ def _refit_correction(
     s = level - grey_opening(level, size=(size, size), mode="reflect")
     np.maximum(s, 0.0, out=s)
     s[~good] = 0.0
-    sigma = profile.sigma(c, level)
-    var = np.maximum(sigma * sigma, np.finfo(np.float32).tiny)
+    sigma = np.maximum(profile.sigma(c, level), least)
+    var = sigma * sigma
     with np.errstate(invalid="ignore"):
         r = np.where(good, inp - out, 0.0).astype(np.float32)
     weight = s / var
