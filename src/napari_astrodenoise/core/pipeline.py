@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -564,8 +565,12 @@ def refit_stars(
             # the noise sigma is floored at a thousandth of the plane's largest, so that a
             # profile with no noise at the sky (floor 0) weighs nothing infinitely; a plane
             # with no noise at all has nothing to weigh the residual by and is left alone
-            with np.errstate(invalid="ignore"):
-                top = float(np.nanmax(profile.sigma(c, out), initial=0.0))
+            # (the noise level function grows with the signal: its largest is at the
+            # brightest pixel)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN plane
+                brightest = np.nanmax(out, keepdims=True)
+            top = float(profile.sigma(c, brightest)[0, 0])
             if not top > 0:
                 continue
             least = np.float32(_REFIT_LEAST_SIGMA * top)
