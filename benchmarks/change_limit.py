@@ -23,12 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from flux_lock_scale import (
-    TRAIN_IMAGES,
-    TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
     sweep,
+    tuning_set_text,
     tuning_setup,
     write_results,
 )
@@ -45,15 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         LIMITS,
         lambda k: {"flux_lock": FLUX_LOCK, "change_limit": k, "peak_cap": 0},
     )
-    n_sim_cases, n_real_cases = len(per_limit[0.0]["sim"]), len(per_limit[0.0]["real"])
     lines = [
         f"# Change limit on the tuning set: {loaded.name}",
         "",
-        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), default flux lock. Tuning set "
-        f"(never the evaluation set): {n_sim_cases} simulated cases (seeds "
-        f"{TUNE_SIM_SEED_BASE} + i) and {n_real_cases} cases from the training frames "
-        f"({', '.join(TRAIN_IMAGES)}), {args.crop} px crops, the three noise levels of "
-        f"evaluate.py. Engine default: {CHANGE_LIMIT:g} sigma.",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), default flux lock. "
+        f"{tuning_set_text(per_limit[0.0], args.crop)} Engine default: {CHANGE_LIMIT:g} sigma.",
         "",
         f"Command: `.venv/bin/python benchmarks/change_limit.py --model {args.model}`",
         "",

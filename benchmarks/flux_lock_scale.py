@@ -70,6 +70,15 @@ def finite_median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
+def tuning_set_text(d: dict[str, list[float]], crop: int) -> str:
+    """The tables' sentence on the tuning set, counting the cases of one sweep row ``d``."""
+    return (
+        f"Tuning set (never the evaluation set): {len(d['sim'])} simulated cases (seeds "
+        f"{TUNE_SIM_SEED_BASE} + i) and {len(d['real'])} cases from the training frames "
+        f"({', '.join(TRAIN_IMAGES)}), {crop} px crops, the three noise levels of evaluate.py."
+    )
+
+
 def unguarded(case: ev.Case, loaded: LoadedModel) -> np.ndarray:
     """The engine's output for the case's noisy frame, every safeguard off."""
     return denoise(
@@ -208,15 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     per_scale = sweep(
         refs, loaded, SCALES, lambda s: {"flux_lock": s, "change_limit": 0.0, "peak_cap": 0}
     )
-    n_sim_cases, n_real_cases = len(per_scale[0.0]["sim"]), len(per_scale[0.0]["real"])
     lines = [
         f"# Flux-lock scale on the tuning set: {loaded.name}",
         "",
-        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}). Tuning set (never the "
-        f"evaluation set): {n_sim_cases} simulated cases (seeds {TUNE_SIM_SEED_BASE} + i) and "
-        f"{n_real_cases} cases from the training frames ({', '.join(TRAIN_IMAGES)}), "
-        f"{args.crop} px crops, the three noise levels of evaluate.py. Engine default: "
-        f"{FLUX_LOCK:g} px.",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}). "
+        f"{tuning_set_text(per_scale[0.0], args.crop)} Engine default: {FLUX_LOCK:g} px.",
         "",
         "Command: `.venv/bin/python benchmarks/flux_lock_scale.py`",
         "",

@@ -26,12 +26,11 @@ from __future__ import annotations
 import numpy as np
 
 from flux_lock_scale import (
-    TRAIN_IMAGES,
-    TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
     sweep,
+    tuning_set_text,
     tuning_setup,
     write_results,
 )
@@ -54,16 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     strict = np.asarray(per[0.0]["psnr"])
-    n_sim_cases, n_real_cases = len(per[0.0]["sim"]), len(per[0.0]["real"])
     lines = [
         f"# Flux-lock threshold on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), flux lock {FLUX_LOCK:g} px, "
-        f"change limit {CHANGE_LIMIT:g} sigma, peak cap {PEAK_CAP} px. Tuning set (never the "
-        f"evaluation set): {n_sim_cases} simulated cases (seeds {TUNE_SIM_SEED_BASE} + i) and "
-        f"{n_real_cases} cases from the training frames ({', '.join(TRAIN_IMAGES)}), "
-        f"{args.crop} px crops, the three noise levels of evaluate.py. Threshold 0 is the "
-        f"strict lock; engine default: {LOCK_THRESHOLD:g} sigma.",
+        f"change limit {CHANGE_LIMIT:g} sigma, peak cap {PEAK_CAP} px. "
+        f"{tuning_set_text(per[0.0], args.crop)} Threshold 0 is the strict lock; engine "
+        f"default: {LOCK_THRESHOLD:g} sigma.",
         "",
         f"Command: `.venv/bin/python benchmarks/lock_threshold.py --model {args.model}`",
         "",

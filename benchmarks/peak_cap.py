@@ -43,6 +43,7 @@ from flux_lock_scale import (
     sweep,
     tuning_args,
     tuning_references,
+    tuning_set_text,
     write_results,
 )
 from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, PEAK_CAP, denoise
@@ -99,16 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(args.model, device=args.device)
     per_radius = one_pass(tuning_references(args.n_sim, args.crop), loaded)
     loop_rows = loop(loop_subjects(args.crop), loaded, cycles)
-    n_sim_cases, n_real_cases = len(per_radius[0]["sim"]), len(per_radius[0]["real"])
     at10 = min(10, cycles)
     lines = [
         f"# Peak cap on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), default flux lock and change "
-        f"limit. Tuning set (never the evaluation set): {n_sim_cases} simulated cases (seeds "
-        f"{TUNE_SIM_SEED_BASE} + i) and {n_real_cases} cases from the training frames "
-        f"({', '.join(TRAIN_IMAGES)}), {args.crop} px crops, the three noise levels of "
-        f"evaluate.py. Engine default: {PEAK_CAP} px.",
+        f"limit. {tuning_set_text(per_radius[0], args.crop)} Engine default: {PEAK_CAP} px.",
         "",
         f"Command: `.venv/bin/python benchmarks/peak_cap.py --model {args.model} "
         f"--cycles {cycles}`",

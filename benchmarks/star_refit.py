@@ -24,12 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from flux_lock_scale import (
-    TRAIN_IMAGES,
-    TUNE_SIM_SEED_BASE,
     finite_mean,
     finite_median,
     gain_cells,
     sweep,
+    tuning_set_text,
     tuning_setup,
     write_results,
 )
@@ -59,16 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     off = np.asarray(per[0.0]["psnr"])
-    n_sim_cases, n_real_cases = len(per[0.0]["sim"]), len(per[0.0]["real"])
+    n_sim_cases = len(per[0.0]["sim"])  # sweep() scores the simulated cases first
     lines = [
         f"# Star refit prior on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), flux lock {FLUX_LOCK:g} px "
         f"(threshold {LOCK_THRESHOLD:g} sigma), change limit {CHANGE_LIMIT:g} sigma, peak "
-        f"cap {PEAK_CAP} px. Tuning set (never the evaluation set): {n_sim_cases} simulated "
-        f"cases (seeds {TUNE_SIM_SEED_BASE} + i) and {n_real_cases} cases from the training "
-        f"frames ({', '.join(TRAIN_IMAGES)}), {args.crop} px crops, the three noise levels "
-        f"of evaluate.py. Prior 0 is no refit; engine default: {STAR_REFIT:g}.",
+        f"cap {PEAK_CAP} px. {tuning_set_text(per[0.0], args.crop)} Prior 0 is no refit; "
+        f"engine default: {STAR_REFIT:g}.",
         "",
         f"Command: `.venv/bin/python benchmarks/star_refit.py --model {args.model}`",
         "",

@@ -24,6 +24,10 @@ def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
     return img.astype(np.float32)
 
 
+#: the safeguards applied after the flux lock, off: the network (and lock) alone
+_AFTER_LOCK_OFF = {"change_limit": 0.0, "peak_cap": 0, "star_refit": 0.0}
+
+
 @pytest.mark.parametrize(
     ("shape", "channel_axis"),
     [((45, 70), None), ((3, 40, 52), 0), ((40, 52, 3), -1), ((5, 33, 33), 0), ((1, 30, 30), 0)],
@@ -164,13 +168,7 @@ def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
 def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(random_model):
     grey = _sky((32, 32), seed=4)  # one tile, so no blending between the two runs
     # the network path alone: the change limit, star refit and peak cap work per channel
-    opts = {
-        "model": random_model,
-        "tile_size": 32,
-        "change_limit": 0.0,
-        "peak_cap": 0,
-        "star_refit": 0.0,
-    }
+    opts = {"model": random_model, "tile_size": 32, **_AFTER_LOCK_OFF}
     out_mono = denoise(grey, **opts)
     out_rgb = denoise(np.stack([grey] * 3), channel_axis=0, **opts)
     # mono = inverse(mean of the three network channels); the stretch is monotonic, so the
@@ -235,14 +233,7 @@ def test_lock_flux_takes_out_large_scales_and_keeps_pixel_scale_work():
 
 def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
     img = _sky((3, 96, 96), sigma=10.0)
-    opts = {
-        "model": biased_model,
-        "tile_size": 32,
-        "channel_axis": 0,
-        "change_limit": 0.0,
-        "peak_cap": 0,
-        "star_refit": 0.0,
-    }
+    opts = {"model": biased_model, "tile_size": 32, "channel_axis": 0, **_AFTER_LOCK_OFF}
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, **opts)
     shift_free = (free - img).mean(axis=(1, 2))
@@ -257,14 +248,7 @@ def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
     img += 5_000 * np.exp(-((xx - 48) ** 2 + (yy - 47) ** 2) / (2 * 1.5**2))
     aperture = (xx - 48) ** 2 + (yy - 47) ** 2 <= 30**2
     flux_in = img[aperture].sum()
-    # the lock alone
-    opts = {
-        "model": random_model,
-        "tile_size": 32,
-        "change_limit": 0.0,
-        "peak_cap": 0,
-        "star_refit": 0.0,
-    }
+    opts = {"model": random_model, "tile_size": 32, **_AFTER_LOCK_OFF}  # the lock alone
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, flux_lock=4.0, **opts)
     err_free = abs(free[aperture].sum() - flux_in)
