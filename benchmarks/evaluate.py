@@ -2,7 +2,7 @@
 
 Two sets of cases, each with synthetic Poisson-Gaussian noise at three levels:
 
-(a) the simulated validation split: ``core.sky.simulate_scene`` scenes with seeds
+(a) the simulated validation split: ``simulate.sky.simulate_scene`` scenes with seeds
     10_000_000 + i (training draws its scenes from its own seeds, all far below this), the
     scene presets taken in turn, colour and mono alternating; the clean scene is the truth.
 (b) the real frames in ``../shared/data/fits/eval/`` (evaluation only, nothing here is tuned
@@ -22,7 +22,7 @@ Noise levels (``LEVELS``; read noise 5 e- throughout):
   convention of the training noise): gain = sky_e / sky.
 - real: the sky level in photons is unknown (bias pedestals, sky-subtracted frames), so the
   added noise is set against the reference's own robust noise sigma_ref
-  (``normalize.noise_sigma`` of the whole binned frame): the sky noise is ``k x sigma_ref``
+  (``noiselevel.noise_sigma`` of the whole binned frame): the sky noise is ``k x sigma_ref``
   with ``sky_e`` electrons of virtual sky, i.e. gain = sqrt(sky_e + 5**2) / (k sigma_ref),
   and the shot noise acts on ``x - sky + sky_e / gain`` (sky = the channel median of the
   whole binned frame).
@@ -160,7 +160,7 @@ class Reference:
 
 def simulated_reference(index: int, size: int, *, seed_base: int = SIM_SEED_BASE) -> Reference:
     """Scene ``index`` of the simulated validation split, ``size`` x ``size`` px."""
-    from napari_astrodenoise.core.sky import SkyConfig, simulate_scene
+    from napari_astrodenoise.simulate.sky import SkyConfig, simulate_scene
 
     preset = SIM_PRESETS[index % len(SIM_PRESETS)]
     channels = 3 if index % 2 == 0 else 1
@@ -191,7 +191,7 @@ def remove_defects(native: np.ndarray) -> tuple[np.ndarray, int]:
     (ndarray, int)
         The corrected frame (float64) and the number of pixels replaced.
     """
-    from napari_astrodenoise.core.normalize import noise_sigma
+    from napari_astrodenoise.core.noiselevel import noise_sigma
 
     x = np.asarray(native, dtype=np.float64)
     ring = np.ones((3, 3), dtype=bool)
@@ -284,7 +284,7 @@ def best_crop(xy: np.ndarray, signal: np.ndarray, size: int) -> tuple[int, int]:
 
 def real_reference(path: Path, size: int) -> Reference:
     """A real frame prepared as the module docstring says: defects, 2x2 bin, star-rich crop."""
-    from napari_astrodenoise.core.normalize import noise_sigma
+    from napari_astrodenoise.core.noiselevel import noise_sigma
     from napari_astrodenoise.fits_io import fits_stem, read_fits
 
     first = read_fits(path)[0]
@@ -341,7 +341,7 @@ class NoiseModel:
     @classmethod
     def for_level(cls, ref: Reference, level: Level) -> NoiseModel:
         """The noise of ``level`` for a reference (see the module docstring)."""
-        from napari_astrodenoise.core.noise import reference_level
+        from napari_astrodenoise.simulate.noise import reference_level
 
         if ref.kind == "sim":
             gain = level.sky_e / reference_level(ref.image)
@@ -354,7 +354,7 @@ class NoiseModel:
 
     def apply(self, clean: np.ndarray, seed: int | np.random.Generator) -> np.ndarray:
         """Noisy float32 copy of ``clean``."""
-        from napari_astrodenoise.core.noise import poisson_gaussian
+        from napari_astrodenoise.simulate.noise import poisson_gaussian
 
         off = self._off(clean)
         signal = clean.astype(np.float64) - off

@@ -2,12 +2,12 @@
 
 The engine measures the noise of every frame before the network sees it, and a real frame
 can fool the estimate: crowded, undersampled stars inflate the neighbour-difference sigma
-that sets the stretch (``normalize.noise_sigma``), so the network sees less noise than it was
+that sets the stretch (``noiselevel.noise_sigma``), so the network sees less noise than it was
 trained to expect. A robust model still removes most of it. This script multiplies, one at a
 time, what the engine computes and measures the effect with every safeguard off:
 
-- ``stretch``: the stretch's noise scale (``normalize.fit_stretch``), for every model;
-- ``map``: the noise map (``normalize.noise_map``), for a model with a noise channel. A
+- ``stretch``: the stretch's noise scale (``stretch.fit_stretch``), for every model;
+- ``map``: the noise map (``noiselevel.noise_map``), for a model with a noise channel. A
   network that reads the map as a noise level removes more noise where it is told of more;
   one that has learnt it as a detector of signal (in training the map departs from 1 only on
   stars and galaxies) keeps the pixels wherever the map is off its training values.
@@ -34,7 +34,7 @@ import numpy as np
 import evaluate as ev
 from flux_lock_scale import TUNE_NOISE_SEED_BASE, tuning_setup, unguarded, write_results
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.normalize import AstroStretch
+from napari_astrodenoise.core.stretch import AstroStretch
 
 FACTORS = (1.0, 0.5, 0.7, 1.4, 2.0)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise import _sample_data
-from napari_astrodenoise.core.normalize import noise_sigma
+from napari_astrodenoise.core.noiselevel import noise_sigma
 
 
 def test_m13_sample_is_the_real_astropy_frame_as_float32():

@@ -5,19 +5,19 @@ the way inference sees data:
 
 1. a clean linear tile (C, T, T), C = 1 or 3, from one of three sources, drawn per sample:
 
-   - ``sim``: a scene from :func:`napari_astrodenoise.core.sky.simulate_scene`, mono or
+   - ``sim``: a scene from :func:`napari_astrodenoise.simulate.sky.simulate_scene`, mono or
      colour, of a random preset (the ``sky_presets`` weights);
    - ``real``: a tile cut from a clean real FITS frame (``fits_dir``), optionally binned
      ``real_bin`` x ``real_bin`` first, with a random flip / 90-degree rotation and flux scale;
    - ``paired``: the same tile of ``paired_dir/noisy/NAME.fits`` and ``paired_dir/clean/NAME
      .fits`` (real noise, no synthetic noise added), flipped / rotated / scaled alike;
 
-2. noise from :func:`napari_astrodenoise.core.noise.random_noise` (``sim`` and ``real``), which
+2. noise from :func:`napari_astrodenoise.simulate.noise.random_noise` (``sim`` and ``real``), which
    gives the noisy input and the target (the clean tile, or the input itself for the
    identity and low-noise pairs). Real frames carry their own noise: their input noise is
    topped up with white Gaussian noise to at least ``k`` times the frame's own noise, ``k``
    drawn from ``real_noise_floor``, so that the target is always much cleaner than the input;
-3. the stretch :func:`napari_astrodenoise.core.normalize.fit_stretch` fitted on the *noisy*
+3. the stretch :func:`napari_astrodenoise.core.stretch.fit_stretch` fitted on the *noisy*
    tile and applied to both the input and the target, as at inference (where it is fitted on
    the whole noisy frame);
 4. a soft star mask of the clean target (:func:`napari_astrodenoise.core.starmask.star_mask`);
@@ -27,8 +27,8 @@ the way inference sees data:
    the stretched target then the mask;
 6. with ``noise_map`` (for a model with a noise channel), one more input channel: the
    network-space noise map of the noisy tile
-   (:func:`napari_astrodenoise.core.normalize.noise_map` of
-   :func:`~napari_astrodenoise.core.normalize.prefit_noise_profile`), as at inference
+   (:func:`napari_astrodenoise.core.noiselevel.noise_map` of
+   :func:`~napari_astrodenoise.core.noiselevel.prefit_noise_profile`), as at inference
    (where both are measured on the whole frame).
 
 Randomness comes only from seeds: sample ``i`` of epoch ``e`` of a split is drawn from
@@ -56,16 +56,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from napari_astrodenoise.core.noise import NoiseConfig, random_noise, reference_level
-from napari_astrodenoise.core.normalize import (
-    AstroStretch,
-    fit_stretch,
+from napari_astrodenoise.core.noiselevel import (
     noise_map,
     noise_sigma,
     prefit_noise_profile,
 )
-from napari_astrodenoise.core.sky import SkyConfig, simulate_scene
 from napari_astrodenoise.core.starmask import star_mask
+from napari_astrodenoise.core.stretch import (
+    AstroStretch,
+    fit_stretch,
+)
+from napari_astrodenoise.simulate.noise import NoiseConfig, random_noise, reference_level
+from napari_astrodenoise.simulate.sky import SkyConfig, simulate_scene
 from training.config_tables import checked_table
 
 __all__ = [
@@ -170,7 +172,7 @@ class DataConfig:
         and pull a real star's colour towards them (default 1: none, and no random draw).
         Validation tiles are never rebalanced.
     noise : dict
-        Fields of :class:`~napari_astrodenoise.core.noise.NoiseConfig` (the noise mixture).
+        Fields of :class:`~napari_astrodenoise.simulate.noise.NoiseConfig` (the noise mixture).
     """
 
     tile: int = 128

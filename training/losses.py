@@ -1,6 +1,6 @@
 """The training loss: its terms, each a documented function, and their weighted sum.
 
-All terms take network-space tensors (see ``napari_astrodenoise.core.normalize``): images
+All terms take network-space tensors (see ``napari_astrodenoise.core.stretch``): images
 ``(B, 3, H, W)``, the soft star mask ``(B, 1, H, W)`` in [0, 1] and the mask logit
 ``(B, 1, H, W)``. The model's output ``(B, 4, H, W)`` and the data's target ``(B, 4, H, W)``
 are split by :func:`total_loss`::

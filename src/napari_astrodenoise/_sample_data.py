@@ -37,8 +37,8 @@ def synthetic_pair(
     The data are (3, H, W) float32 linear ADU; the noise is Poisson with gain
     ``SYNTHETIC_GAIN`` e-/ADU plus Gaussian read noise of ``SYNTHETIC_READ_NOISE`` e-.
     """
-    from napari_astrodenoise.core.noise import poisson_gaussian
-    from napari_astrodenoise.core.sky import simulate_scene
+    from napari_astrodenoise.simulate.noise import poisson_gaussian
+    from napari_astrodenoise.simulate.sky import simulate_scene
 
     rng = np.random.default_rng(seed)
     scene = simulate_scene(shape, channels=3, seed=rng)

@@ -7,7 +7,7 @@ import pytest
 
 import noise_estimate_response as ner
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.normalize import fit_stretch
+from napari_astrodenoise.core.stretch import fit_stretch
 
 
 def test_faint_error_ratio_is_zero_for_the_truth_and_one_for_the_noisy_input():

@@ -169,7 +169,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):
 
 
 def test_noise_sigma_is_estimated_from_the_image_by_default(cnn):
-    from napari_astrodenoise.core.normalize import noise_sigma
+    from napari_astrodenoise.core.noiselevel import noise_sigma
 
     image = _noise_image((1, 96, 96)) * 0.5
     report = seam_map(image, cnn, tile_size=32, blend="none")

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.noise import poisson_gaussian
 from napari_astrodenoise.core.pipeline import (
     cap_peaks,
     denoise,
@@ -16,6 +15,7 @@ from napari_astrodenoise.core.pipeline import (
     seam_map,
 )
 from napari_astrodenoise.core.tiling import drain
+from napari_astrodenoise.simulate.noise import poisson_gaussian
 
 
 def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
@@ -530,7 +530,7 @@ _TRANSPOSES = [lambda a: a.swapaxes(-1, -2), lambda a: a.swapaxes(-1, -2)[..., :
 def test_an_ensemble_is_as_symmetric_as_its_group_and_a_single_pass_is_not(
     random_model, ensemble, views
 ):
-    from napari_astrodenoise.core.normalize import fit_stretch
+    from napari_astrodenoise.core.stretch import fit_stretch
 
     tiles = np.stack([_sky((3, 32, 32), seed=6), _sky((3, 32, 32), seed=7)])
     stretch = fit_stretch(tiles[0])  # one fixed stretch: the network's symmetry alone

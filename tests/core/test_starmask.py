@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_astrodenoise.core.noise import hot_cold_pixels, poisson_gaussian
-from napari_astrodenoise.core.sky import SkyConfig, SkyScene, simulate_scene
 from napari_astrodenoise.core.starmask import StarDetections, detect_stars, star_mask
+from napari_astrodenoise.simulate.noise import hot_cold_pixels, poisson_gaussian
+from napari_astrodenoise.simulate.sky import SkyConfig, SkyScene, simulate_scene
 
 GAIN, READ_NOISE = 1.0, 5.0
 
@@ -285,8 +285,8 @@ def test_real_open_cluster_plate_gives_a_plausible_star_count(shared_fits_dir):
 
 
 def test_mask_from_detections_equals_star_mask_so_callers_detect_once():
-    from napari_astrodenoise.core.sky import simulate_scene
     from napari_astrodenoise.core.starmask import mask_from_detections
+    from napari_astrodenoise.simulate.sky import simulate_scene
 
     rng = np.random.default_rng(3)
     image = simulate_scene((96, 96), channels=3, seed=11).image

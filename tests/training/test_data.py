@@ -19,7 +19,8 @@ from training.data import (
     scene_split,
 )
 
-from napari_astrodenoise.core.normalize import fit_stretch, noise_sigma
+from napari_astrodenoise.core.noiselevel import noise_sigma
+from napari_astrodenoise.core.stretch import fit_stretch
 
 TILE = 32
 

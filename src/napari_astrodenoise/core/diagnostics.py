@@ -101,7 +101,7 @@ def _check_max_pixels(value: object) -> int:
 def _channel_noise(image: np.ndarray, noise_sigma: np.ndarray | None, c_out: int) -> np.ndarray:
     """Noise sigma per output channel: given, or estimated on the input image."""
     if noise_sigma is None:
-        from napari_astrodenoise.core.normalize import noise_sigma as estimate
+        from napari_astrodenoise.core.noiselevel import noise_sigma as estimate
 
         sigma = np.asarray(estimate(image), dtype=np.float64)
         if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
@@ -340,7 +340,7 @@ def seam_map(
     noise_sigma : float or sequence of float, optional
         Noise sigma of the image, one value or one per output channel, in the predictor's
         output units. By default estimated on ``image`` with
-        `napari_astrodenoise.core.normalize.noise_sigma` (per channel; pooled into one value
+        `napari_astrodenoise.core.noiselevel.noise_sigma` (per channel; pooled into one value
         when the predictor changes the number of channels).
     max_whole_pixels : int, optional
         Largest padded image that ``reference="whole"`` may send in one call.

@@ -1,13 +1,13 @@
 """The ResUNet denoiser: residual blocks, skip connections, residual output and a star-mask head.
 
 One model serves mono and colour data: it always takes three channels in network space (see
-``normalize``). Colour frames go in as they are; a mono frame goes in as three identical
+``stretch``). Colour frames go in as they are; a mono frame goes in as three identical
 channels and the three outputs are averaged (``predict``). Training mixes mono and colour
 scenes, so the network learns to keep identical channels identical. This costs a mono frame
 no more than a colour one and keeps a single set of weights to train, ship and validate.
 
 A model may also take one more input channel, the noise sigma at each pixel in network space
-(``noise_channel``; see ``normalize.noise_map``): with a fixed asinh stretch the noise of a
+(``noise_channel``; see ``noiselevel.noise_map``): with a fixed asinh stretch the noise of a
 bright pixel is much smaller in network space than the sky's, by an amount that depends on
 the camera's gain, which the image alone does not tell the network tile by tile.
 
@@ -45,7 +45,7 @@ class ResUNetConfig:
     noise_channel : bool
         Whether the input carries one more channel after the image: the noise sigma at each
         pixel in network space, in units of the sky's
-        (:func:`~napari_astrodenoise.core.normalize.noise_map`). Outputs are unchanged.
+        (:func:`~napari_astrodenoise.core.noiselevel.noise_map`). Outputs are unchanged.
     """
 
     in_channels: int = 3

@@ -7,7 +7,7 @@ the whole frame (``normalize``), denoised and mapped back, and only the change t
 (prediction minus input, in the input's units) is blended across tiles and then added to the
 input. An identity network therefore returns the input bit for bit, and Gaussian blending
 averages flux changes, not stretched values. A model with a noise channel gets the frame's
-noise map (``normalize.noise_map``, also measured on the whole frame) tiled along with it.
+noise map (``noiselevel.noise_map``, also measured on the whole frame) tiled along with it.
 
 The stitched change is then flux-locked (:func:`lock_flux`): its low spatial frequencies are
 taken out, so the network may remove noise and reshape detail but cannot move the image's
@@ -37,16 +37,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_astrodenoise.core import tiling
-from napari_astrodenoise.core.normalize import (
-    AstroStretch,
+from napari_astrodenoise.core.noiselevel import (
     NoiseProfile,
     fit_noise_profile,
-    fit_stretch,
     noise_map,
     noise_sigma,
     prefit_noise_profile,
 )
 from napari_astrodenoise.core.starmask import upsample_blocks
+from napari_astrodenoise.core.stretch import (
+    AstroStretch,
+    fit_stretch,
+)
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.diagnostics import SeamReport
@@ -375,7 +377,7 @@ def limit_change(
 ) -> NoiseProfile | None:
     """Keep every pixel of ``denoised`` within ``limit`` noise sigmas of ``original``, in place.
 
-    The noise level function (:class:`~napari_astrodenoise.core.normalize.NoiseProfile`,
+    The noise level function (:class:`~napari_astrodenoise.core.noiselevel.NoiseProfile`,
     Poisson-Gaussian: a floor plus a term that grows with the signal) is fitted to the
     residual ``original - denoised`` itself (:func:`fit_noise_profile`), so it needs no gain
     or read noise from the user and follows correlated noise at its true amplitude. Where
@@ -845,7 +847,7 @@ class _TilePredictor:
     and its outputs averaged). The batch is halved and retried on out-of-memory.
 
     For a model with a noise channel the tiles carry one more channel, the network-space
-    noise map (:func:`~napari_astrodenoise.core.normalize.noise_map`), which is passed to
+    noise map (:func:`~napari_astrodenoise.core.noiselevel.noise_map`), which is passed to
     the network with every group and is not part of the output.
     """
 

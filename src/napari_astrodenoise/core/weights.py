@@ -49,7 +49,7 @@ class LoadedModel:
     sha256 : str
         Hash of the weights file (checked on load).
     softening : float
-        The normalization's asinh softening (see ``normalize.fit_stretch``).
+        The normalization's asinh softening (see ``stretch.fit_stretch``).
     device : str
     """
 

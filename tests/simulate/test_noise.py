@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_astrodenoise.core.noise import (
+from napari_astrodenoise.simulate.noise import (
     NoiseConfig,
     NoiseSample,
     banding,

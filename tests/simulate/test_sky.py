@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_astrodenoise.core.sky import SkyConfig, SkyScene, blackbody_rgb, simulate_scene
+from napari_astrodenoise.simulate.sky import SkyConfig, SkyScene, blackbody_rgb, simulate_scene
 
 PRESETS = ["mixed", "sparse", "cluster", "nebula", "galaxies", "stars_only"]
 

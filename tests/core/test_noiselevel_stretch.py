@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_astrodenoise.core.noise import poisson_gaussian
-from napari_astrodenoise.core.normalize import (
-    AstroStretch,
+from napari_astrodenoise.core.noiselevel import (
     background_level,
     fit_noise_profile,
-    fit_stretch,
     noise_map,
     noise_sigma,
     nonfinite_mask,
     prefit_noise_profile,
 )
+from napari_astrodenoise.core.stretch import (
+    AstroStretch,
+    fit_stretch,
+)
+from napari_astrodenoise.simulate.noise import poisson_gaussian
 
 
 def _frame(level: float, sigma: float, *, shape=(3, 96, 128), seed=0) -> np.ndarray:

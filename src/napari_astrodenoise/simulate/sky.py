@@ -2,7 +2,7 @@
 
 Used for training pairs, napari sample data and tests. A scene is a ``(C, H, W)`` float32
 linear image in ADU-like units (sky of hundreds to thousands, saturation 60000), noise-free;
-add noise with `napari_astrodenoise.core.noise`. Pixel ``(row, col)`` has its centre at
+add noise with `napari_astrodenoise.simulate.noise`. Pixel ``(row, col)`` has its centre at
 ``(y, x) = (row, col)``, the numpy/photutils convention. Randomness comes only from ``seed``.
 
 Stars and galaxies are rendered in small stamps around each object, batched by stamp size
