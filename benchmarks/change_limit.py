@@ -31,7 +31,10 @@ from flux_lock_scale import (
     tuning_setup,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK
+from napari_astrodenoise.core.options import defaults
+
+#: the engine's option defaults
+DEFAULT = defaults()
 
 LIMITS = (0.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 
@@ -42,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         refs,
         loaded,
         LIMITS,
-        lambda k: {"flux_lock": FLUX_LOCK, "change_limit": k, "peak_cap": 0},
+        lambda k: {"flux_lock": DEFAULT["flux_lock"], "change_limit": k, "peak_cap": 0},
     )
     lines = [
         f"# Change limit on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), default flux lock. "
-        f"{tuning_set_text(per_limit[0.0], args.crop)} Engine default: {CHANGE_LIMIT:g} sigma.",
+        f"{tuning_set_text(per_limit[0.0], args.crop)} "
+        f"Engine default: {DEFAULT['change_limit']:g} sigma.",
         "",
         f"Command: `.venv/bin/python benchmarks/change_limit.py --model {args.model}`",
         "",

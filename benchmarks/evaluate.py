@@ -461,14 +461,10 @@ def load_denoiser(
     """``(callable(noisy) -> output, label, name)`` for ``--model``: default, untrained or a
     path, run with ``flux_lock``, ``change_limit``, ``peak_cap``, ``lock_threshold`` and
     ``star_refit`` (None: the engine's defaults) and ``ensemble``."""
-    from napari_astrodenoise.core.pipeline import (
-        CHANGE_LIMIT,
-        FLUX_LOCK,
-        LOCK_THRESHOLD,
-        PEAK_CAP,
-        STAR_REFIT,
-        denoise,
-    )
+    from napari_astrodenoise.core.options import defaults
+    from napari_astrodenoise.core.pipeline import denoise
+
+    DEFAULT = defaults()
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
 
     if spec == "untrained":
@@ -480,20 +476,20 @@ def load_denoiser(
         except ModelNotFoundError as err:
             sys.exit(f"{err}\n(use --model PATH, or --model untrained for a smoke test)")
         label = f"{loaded.name} (sha256 {loaded.sha256[:12]})"
-    lock = FLUX_LOCK if flux_lock is None else flux_lock
-    limit = CHANGE_LIMIT if change_limit is None else change_limit
-    cap = PEAK_CAP if peak_cap is None else peak_cap
-    threshold = LOCK_THRESHOLD if lock_threshold is None else lock_threshold
-    refit = STAR_REFIT if star_refit is None else star_refit
+    lock = DEFAULT["flux_lock"] if flux_lock is None else flux_lock
+    limit = DEFAULT["change_limit"] if change_limit is None else change_limit
+    cap = DEFAULT["peak_cap"] if peak_cap is None else peak_cap
+    threshold = DEFAULT["lock_threshold"] if lock_threshold is None else lock_threshold
+    refit = DEFAULT["star_refit"] if star_refit is None else star_refit
     label += (
         f", flux lock {lock:g} px (threshold {threshold:g} sigma), change limit {limit:g} "
         f"sigma, peak cap {cap} px, star refit {refit:g}, self-ensemble {ensemble}"
     )
-    name = loaded.name if lock == FLUX_LOCK else f"{loaded.name}_lock{lock:g}"
-    name += "" if limit == CHANGE_LIMIT else f"_limit{limit:g}"
-    name += "" if threshold == LOCK_THRESHOLD else f"_lockth{threshold:g}"
-    name += "" if cap == PEAK_CAP else f"_cap{cap}"
-    name += "" if refit == STAR_REFIT else f"_refit{refit:g}"
+    name = loaded.name if lock == DEFAULT["flux_lock"] else f"{loaded.name}_lock{lock:g}"
+    name += "" if limit == DEFAULT["change_limit"] else f"_limit{limit:g}"
+    name += "" if threshold == DEFAULT["lock_threshold"] else f"_lockth{threshold:g}"
+    name += "" if cap == DEFAULT["peak_cap"] else f"_cap{cap}"
+    name += "" if refit == DEFAULT["star_refit"] else f"_refit{refit:g}"
     name += "" if ensemble == 1 else f"_ens{ensemble}"
 
     def run(noisy: np.ndarray) -> np.ndarray:

@@ -34,8 +34,13 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 import evaluate as ev
-from napari_astrodenoise.core.pipeline import FLUX_LOCK, denoise, guard_change
+from napari_astrodenoise.core.options import defaults
+from napari_astrodenoise.core.pipeline import denoise
+from napari_astrodenoise.core.safeguards import guard_change
 from napari_astrodenoise.core.weights import LoadedModel, load_model
+
+#: the engine's option defaults
+DEFAULT = defaults()
 
 TUNE_SIM_SEED_BASE = 20_000_000
 TUNE_NOISE_SEED_BASE = 21_000_000
@@ -221,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Flux-lock scale on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}). "
-        f"{tuning_set_text(per_scale[0.0], args.crop)} Engine default: {FLUX_LOCK:g} px.",
+        f"{tuning_set_text(per_scale[0.0], args.crop)} "
+        f"Engine default: {DEFAULT['flux_lock']:g} px.",
         "",
         "Command: `.venv/bin/python benchmarks/flux_lock_scale.py`",
         "",

@@ -34,7 +34,10 @@ from flux_lock_scale import (
     tuning_setup,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, LOCK_THRESHOLD, PEAK_CAP
+from napari_astrodenoise.core.options import defaults
+
+#: the engine's option defaults
+DEFAULT = defaults()
 
 THRESHOLDS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
@@ -46,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded,
         THRESHOLDS,
         lambda t: {
-            "flux_lock": FLUX_LOCK,
-            "change_limit": CHANGE_LIMIT,
-            "peak_cap": PEAK_CAP,
+            "flux_lock": DEFAULT["flux_lock"],
+            "change_limit": DEFAULT["change_limit"],
+            "peak_cap": DEFAULT["peak_cap"],
             "lock_threshold": t,
         },
     )
@@ -56,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Flux-lock threshold on the tuning set: {loaded.name}",
         "",
-        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), flux lock {FLUX_LOCK:g} px, "
-        f"change limit {CHANGE_LIMIT:g} sigma, peak cap {PEAK_CAP} px. "
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), "
+        f"flux lock {DEFAULT['flux_lock']:g} px, "
+        f"change limit {DEFAULT['change_limit']:g} sigma, peak cap {DEFAULT['peak_cap']} px. "
         f"{tuning_set_text(per[0.0], args.crop)} Threshold 0 is the strict lock; engine "
-        f"default: {LOCK_THRESHOLD:g} sigma.",
+        f"default: {DEFAULT['lock_threshold']:g} sigma.",
         "",
         f"Command: `.venv/bin/python benchmarks/lock_threshold.py --model {args.model}`",
         "",

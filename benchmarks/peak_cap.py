@@ -46,8 +46,12 @@ from flux_lock_scale import (
     tuning_set_text,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import CHANGE_LIMIT, FLUX_LOCK, PEAK_CAP, denoise
+from napari_astrodenoise.core.options import defaults
+from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.weights import LoadedModel, load_model
+
+#: the engine's option defaults
+DEFAULT = defaults()
 
 RADII = (0, 1, 2)
 #: colour scenes of the tuning set looped besides the training frames
@@ -59,7 +63,11 @@ def one_pass(refs: list[ev.Reference], loaded: LoadedModel) -> dict[int, dict[st
         refs,
         loaded,
         RADII,
-        lambda r: {"flux_lock": FLUX_LOCK, "change_limit": CHANGE_LIMIT, "peak_cap": r},
+        lambda r: {
+            "flux_lock": DEFAULT["flux_lock"],
+            "change_limit": DEFAULT["change_limit"],
+            "peak_cap": r,
+        },
     )
 
 
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Peak cap on the tuning set: {loaded.name}",
         "",
         f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), default flux lock and change "
-        f"limit. {tuning_set_text(per_radius[0], args.crop)} Engine default: {PEAK_CAP} px.",
+        f"limit. {tuning_set_text(per_radius[0], args.crop)} "
+        f"Engine default: {DEFAULT['peak_cap']} px.",
         "",
         f"Command: `.venv/bin/python benchmarks/peak_cap.py --model {args.model} "
         f"--cycles {cycles}`",

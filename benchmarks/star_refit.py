@@ -32,13 +32,10 @@ from flux_lock_scale import (
     tuning_setup,
     write_results,
 )
-from napari_astrodenoise.core.pipeline import (
-    CHANGE_LIMIT,
-    FLUX_LOCK,
-    LOCK_THRESHOLD,
-    PEAK_CAP,
-    STAR_REFIT,
-)
+from napari_astrodenoise.core.options import defaults
+
+#: the engine's option defaults
+DEFAULT = defaults()
 
 PRIORS = (0.0, 0.02, 0.03, 0.04, 0.06, 0.1)
 
@@ -50,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         loaded,
         PRIORS,
         lambda p: {
-            "flux_lock": FLUX_LOCK,
-            "change_limit": CHANGE_LIMIT,
-            "peak_cap": PEAK_CAP,
-            "lock_threshold": LOCK_THRESHOLD,
+            "flux_lock": DEFAULT["flux_lock"],
+            "change_limit": DEFAULT["change_limit"],
+            "peak_cap": DEFAULT["peak_cap"],
+            "lock_threshold": DEFAULT["lock_threshold"],
             "star_refit": p,
         },
     )
@@ -62,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Star refit prior on the tuning set: {loaded.name}",
         "",
-        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), flux lock {FLUX_LOCK:g} px "
-        f"(threshold {LOCK_THRESHOLD:g} sigma), change limit {CHANGE_LIMIT:g} sigma, peak "
-        f"cap {PEAK_CAP} px. {tuning_set_text(per[0.0], args.crop)} Prior 0 is no refit; "
-        f"engine default: {STAR_REFIT:g}.",
+        f"Model: {loaded.name} (sha256 {loaded.sha256[:12]}), "
+        f"flux lock {DEFAULT['flux_lock']:g} px "
+        f"(threshold {DEFAULT['lock_threshold']:g} sigma), "
+        f"change limit {DEFAULT['change_limit']:g} sigma, peak cap {DEFAULT['peak_cap']} px. "
+        f"{tuning_set_text(per[0.0], args.crop)} Prior 0 is no refit; "
+        f"engine default: {DEFAULT['star_refit']:g}.",
         "",
         f"Command: `.venv/bin/python benchmarks/star_refit.py --model {args.model}`",
         "",

@@ -12,14 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_astrodenoise.core.pipeline import (
-    CHANGE_LIMIT,
-    ENSEMBLES,
-    FLUX_LOCK,
-    LOCK_THRESHOLD,
-    PEAK_CAP,
-    STAR_REFIT,
-)
+from napari_astrodenoise.core.options import DENOISE, TILING, Option
 
 EXIT_BAD_INPUT = 2
 
@@ -39,56 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_inputs(p, sample=True)
     _add_outputs(p)
     p.add_argument("--model", default="default", help="shipped model name or model file")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1 (default 1)")
-    p.add_argument("--star-protection", type=float, default=0.0, help="0..1 (default 0)")
-    p.add_argument(
-        "--flux-lock",
-        type=float,
-        default=FLUX_LOCK,
-        metavar="PX",
-        help=f"keep flux and colour beyond this Gaussian sigma in px (default {FLUX_LOCK:g})",
-    )
-    p.add_argument(
-        "--lock-threshold",
-        type=float,
-        default=LOCK_THRESHOLD,
-        metavar="SIGMA",
-        help="away from stars and signal, hold scales from the flux lock's to 4x it only where "
-        "the change exceeds this many sigmas of their noise; 0: strict lock "
-        f"(default {LOCK_THRESHOLD:g})",
-    )
-    p.add_argument(
-        "--change-limit",
-        type=float,
-        default=CHANGE_LIMIT,
-        metavar="SIGMA",
-        help="keep every pixel within this many noise sigmas of the input; 0: off "
-        f"(default {CHANGE_LIMIT:g})",
-    )
-    p.add_argument(
-        "--peak-cap",
-        type=int,
-        default=PEAK_CAP,
-        metavar="PX",
-        help="no output pixel brighter than the brightest input pixel within this many px; "
-        f"0: off (default {PEAK_CAP})",
-    )
-    p.add_argument(
-        "--star-refit",
-        type=float,
-        default=STAR_REFIT,
-        metavar="PRIOR",
-        help="rescale stars to the flux the input supports, within a prior of this relative "
-        f"width; 0: off (default {STAR_REFIT:g})",
-    )
-    p.add_argument(
-        "--ensemble",
-        type=int,
-        choices=ENSEMBLES,
-        default=1,
-        help="average the network over this many flips/transposes of each tile (default 1)",
-    )
-    _add_tiling(p)
+    _add_options(p, DENOISE)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="FITS file for the seam difference map")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--model", default="default", help="shipped model name or model file")
-    _add_tiling(p)
+    _add_options(p, TILING)
     p.add_argument("--reference", choices=("shifted", "whole"), default="shifted")
     p.add_argument("--device", default="auto")
 
@@ -133,13 +77,24 @@ def _add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def _add_tiling(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tile-size", type=int, default=256, help="multiple of 16, >= 32 (default 256)"
-    )
-    p.add_argument("--overlap", type=float, default=0.25, help="0..0.75 (default 0.25)")
-    p.add_argument("--blend", choices=("gaussian", "none"), default="gaussian")
-    p.add_argument("--sigma-scale", type=float, default=0.125, help="blend sigma / tile")
+def _add_options(p: argparse.ArgumentParser, group: Sequence[Option]) -> None:
+    """One flag per option of the group, checked as it is parsed (before any work)."""
+    for o in group:
+        extra = {"choices": o.choices} if o.choices else {"metavar": o.unit.upper() or None}
+        p.add_argument(o.flag, type=_parse(o), default=o.default, help=o.describe(), **extra)
+
+
+def _parse(o: Option) -> Any:
+    """argparse type of an option: the text as the option's kind, checked against its range."""
+
+    def parse(text: str) -> Any:
+        try:
+            return o.check(o.kind(text))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = o.kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
@@ -223,22 +178,11 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         gen = iter_denoise(
             image.data,
             model=loaded,
-            strength=args.strength,
-            star_protection=args.star_protection,
-            flux_lock=args.flux_lock,
-            lock_threshold=args.lock_threshold,
-            change_limit=args.change_limit,
-            peak_cap=args.peak_cap,
-            star_refit=args.star_refit,
-            ensemble=args.ensemble,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            blend=args.blend,
-            sigma_scale=args.sigma_scale,
             device=args.device,
             channel_axis=_channel_axis(image),
             bayer=image.bayer_pattern is not None,
             batch_size=args.batch_size,
+            **{o.name: getattr(args, o.name) for o in DENOISE},
         )
         result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
         meta = result.provenance()
@@ -255,15 +199,16 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
 
 
 def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
+    """Run a progress generator under a tqdm bar on stderr; return its result."""
+    from napari_astrodenoise.core.progress import drain
+
     with tqdm(desc=desc, unit="tile", disable=quiet, file=sys.stderr) as bar:
-        while True:
-            try:
-                done, total = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar.total = total
-            bar.n = done
+
+        def show(item: tuple[int, int]) -> None:
+            bar.total, bar.n = item[1], item[0]
             bar.refresh()
+
+        return drain(gen, on_progress=show)
 
 
 def _cmd_starmask(args: argparse.Namespace) -> None:
@@ -312,13 +257,10 @@ def _cmd_seams(args: argparse.Namespace) -> None:
         report = seam_map(
             image.data,
             model=loaded,
-            tile_size=args.tile_size,
-            overlap=args.overlap,
-            blend=args.blend,
-            sigma_scale=args.sigma_scale,
             channel_axis=_channel_axis(image),
             bayer=image.bayer_pattern is not None,
             reference=args.reference,
+            **{o.name: getattr(args, o.name) for o in TILING},
         )
         print(
             f"{Path(label).name:<40} {args.blend:<9} {args.overlap:>7.2f} "

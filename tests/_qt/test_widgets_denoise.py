@@ -11,7 +11,8 @@ from astropy.io import fits
 from napari_astrodenoise._widgets import _models
 from napari_astrodenoise._widgets._denoise import DenoiseWidget
 from napari_astrodenoise._widgets._models import FROM_FILE
-from napari_astrodenoise.core import pipeline
+from napari_astrodenoise.core.options import defaults
+from napari_astrodenoise.core.predictor import TilePredictor
 
 
 @pytest.fixture
@@ -42,13 +43,13 @@ def widget(viewer, random_model_path, star_field, flip, dock):
 def predictor_calls(monkeypatch):
     """Count the network's tile batches (spy on the pipeline's tile predictor)."""
     calls = []
-    original = pipeline._TilePredictor.__call__
+    original = TilePredictor.__call__
 
     def spy(self, tiles):
         calls.append(len(tiles))
         return original(self, tiles)
 
-    monkeypatch.setattr(pipeline._TilePredictor, "__call__", spy)
+    monkeypatch.setattr(TilePredictor, "__call__", spy)
     return calls
 
 
@@ -86,7 +87,7 @@ def test_run_adds_denoised_and_residual_layers_placed_with_provenance(viewer, wi
         assert cards["ADCHGLIM"][0] == widget.change_limit.value == 3.0
         assert cards["ADPKCAP"][0] == widget.peak_cap.value == 1
         assert cards["ADLOCKTH"][0] == widget.lock_threshold.value == 1.0
-        assert cards["ADREFIT"][0] == widget.star_refit.value == pipeline.STAR_REFIT
+        assert cards["ADREFIT"][0] == widget.star_refit.value == defaults()["star_refit"]
     np.testing.assert_allclose(residual.data, source.data - denoised.data, atol=1e-3)
     assert not np.array_equal(denoised.data, source.data)  # the random model changes pixels
     assert denoised.contrast_limits == pytest.approx(source.contrast_limits)
@@ -160,14 +161,14 @@ def test_cancel_stops_the_run_and_changes_no_layer(
     viewer, qtbot, widget, wait_idle, monkeypatch, notifications
 ):
     calls = []
-    original = pipeline._TilePredictor.__call__
+    original = TilePredictor.__call__
 
     def slow(self, tiles):
         calls.append(1)
         time.sleep(0.15)
         return original(self, tiles)
 
-    monkeypatch.setattr(pipeline._TilePredictor, "__call__", slow)
+    monkeypatch.setattr(TilePredictor, "__call__", slow)
     widget.tile_size.value = 32  # 36 tiles, 9 batches
     count = len(viewer.layers)
     widget.run()
@@ -186,7 +187,7 @@ def test_out_of_memory_is_a_notification(viewer, widget, run, monkeypatch, notif
     def oom(self, tiles):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(pipeline._TilePredictor, "__call__", oom)
+    monkeypatch.setattr(TilePredictor, "__call__", oom)
     count = len(viewer.layers)
     run(widget)
     errors = [m for s, m in notifications if s == "error"]
@@ -240,20 +241,20 @@ def test_a_raw_bayer_frame_is_denoised_by_colour_sub_planes(viewer, random_model
     w.picker.model_file.value = random_model_path
     w.tile_size.value = 32
     run(w)
-    assert w.result.layout.bayer and w.result.original.shape == (4, 32, 32)
+    assert w.result.plane_map.bayer and w.result.original.shape == (4, 32, 32)
     assert viewer.layers["raw denoised"].data.shape == (64, 64)
 
 
 def test_a_stack_of_raw_bayer_frames_is_refused_not_mixed():
     from napari.layers import Image
 
-    from napari_astrodenoise._widgets._common import engine_layout
+    from napari_astrodenoise._widgets._common import engine_planes
 
     raw = Image(np.zeros((8, 8), np.float32), metadata={"bayer_pattern": "RGGB"})
-    assert engine_layout(raw) == {"channel_axis": None, "bayer": True}
+    assert engine_planes(raw) == {"channel_axis": None, "bayer": True}
     stack = Image(np.zeros((3, 8, 8), np.float32), metadata={"bayer_pattern": "RGGB"})
     with pytest.raises(ValueError, match="stack of raw Bayer frames"):
-        engine_layout(stack)
+        engine_planes(stack)
 
 
 @pytest.mark.parametrize(

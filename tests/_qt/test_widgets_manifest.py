@@ -7,7 +7,7 @@ import yaml
 
 from napari_astrodenoise._widgets._annotations import AnnotationWidget
 from napari_astrodenoise._widgets._denoise import DenoiseWidget
-from napari_astrodenoise._widgets._layout import SideBySideWidget
+from napari_astrodenoise._widgets._side_by_side import SideBySideWidget
 from napari_astrodenoise._widgets._starmask import StarMaskWidget
 from napari_astrodenoise._widgets._tiles import TileOverlapWidget
 

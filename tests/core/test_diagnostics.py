@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_astrodenoise.core.diagnostics import SeamReport, iter_seam_map, seam_map
+from napari_astrodenoise.core.diagnostics import SeamReport, iter_measure_seams, measure_seams
 from napari_astrodenoise.core.tiling import count_tiles
 
 torch = pytest.importorskip("torch")
@@ -40,7 +40,7 @@ def cnn():
 def test_gaussian_seams_sit_far_below_naive_seams_for_a_cnn(cnn, reference):
     image = _noise_image()
     reports = {
-        blend: seam_map(
+        blend: measure_seams(
             image,
             cnn,
             tile_size=32,
@@ -59,8 +59,10 @@ def test_gaussian_seams_sit_far_below_naive_seams_for_a_cnn(cnn, reference):
 
 def test_shifted_and_whole_references_agree_on_seam_strength(cnn):
     image = _noise_image()
-    shifted = seam_map(image, cnn, tile_size=32, blend="none", noise_sigma=1.0)
-    whole = seam_map(image, cnn, tile_size=32, blend="none", noise_sigma=1.0, reference="whole")
+    shifted = measure_seams(image, cnn, tile_size=32, blend="none", noise_sigma=1.0)
+    whole = measure_seams(
+        image, cnn, tile_size=32, blend="none", noise_sigma=1.0, reference="whole"
+    )
     assert shifted.seam_sigma == pytest.approx(whole.seam_sigma, rel=0.5)
 
 
@@ -69,7 +71,7 @@ def test_shifted_and_whole_references_agree_on_seam_strength(cnn):
 def test_pixelwise_predictors_have_no_seams(reference, blend):
     image = _noise_image((2, 77, 101)) * 3 + 100
     for predictor in (lambda x: x, lambda x: 2 * x):
-        report = seam_map(
+        report = measure_seams(
             image,
             predictor,
             tile_size=32,
@@ -85,7 +87,7 @@ def test_pixelwise_predictors_have_no_seams(reference, blend):
 
 def test_report_shapes_dtypes_and_settings(cnn):
     image = _noise_image((1, 50, 70))
-    report = seam_map(image, cnn, tile_size=32, overlap=0.5, noise_sigma=2.0)
+    report = measure_seams(image, cnn, tile_size=32, overlap=0.5, noise_sigma=2.0)
     assert isinstance(report, SeamReport)
     assert report.diff.shape == image.shape and report.diff.dtype == np.float32
     assert isinstance(report.seam_sigma, float) and isinstance(report.noise_sigma, float)
@@ -103,19 +105,19 @@ def test_per_channel_noise_and_changed_channel_count():
         ramp = np.linspace(0, 1, x.shape[-1], dtype=np.float32)
         return np.concatenate([x[:, :1], x[:, :1] + ramp, x[:, 1:] - ramp], axis=1)
 
-    report = seam_map(image, mix, tile_size=32, blend="none", noise_sigma=[1.0, 2.0, 4.0])
+    report = measure_seams(image, mix, tile_size=32, blend="none", noise_sigma=[1.0, 2.0, 4.0])
     assert report.diff.shape == (3, 40, 60)
     np.testing.assert_array_equal(report.noise_sigma_per_channel, [1.0, 2.0, 4.0])
     per = report.seam_sigma_per_channel
     assert per[0] < 1e-6 and per[1] == pytest.approx(2 * per[2], rel=1e-3)
     assert report.seam_sigma == pytest.approx(np.sqrt(np.mean(per**2)))
     with pytest.raises(ValueError, match="noise_sigma has 2 values but the predictor returns 3"):
-        seam_map(image, mix, tile_size=32, noise_sigma=[1.0, 2.0])
+        measure_seams(image, mix, tile_size=32, noise_sigma=[1.0, 2.0])
 
 
 def test_progress_counts_both_runs_and_ends_at_total():
     image = _noise_image((1, 60, 90))
-    gen = iter_seam_map(image, lambda x: x, tile_size=32, batch_size=2, noise_sigma=1.0)
+    gen = iter_measure_seams(image, lambda x: x, tile_size=32, batch_size=2, noise_sigma=1.0)
     steps = []
     while True:
         try:
@@ -129,7 +131,7 @@ def test_progress_counts_both_runs_and_ends_at_total():
     assert [d for d, _ in steps] == list(range(1, total + 1))
     assert all(t == total for _, t in steps)
     assert isinstance(report, SeamReport)
-    whole = list(iter_seam_map(image, lambda x: x, tile_size=32, reference="whole"))
+    whole = list(iter_measure_seams(image, lambda x: x, tile_size=32, reference="whole"))
     assert whole[-1][0] == whole[-1][1]
 
 
@@ -141,14 +143,18 @@ def test_whole_reference_gets_one_padded_call_with_sides_a_multiple_of_16():
         shapes.append(x.shape)
         return x
 
-    seam_map(image, predictor, tile_size=64, batch_size=64, reference="whole", noise_sigma=1.0)
+    measure_seams(
+        image, predictor, tile_size=64, batch_size=64, reference="whole", noise_sigma=1.0
+    )
     tile_calls, whole_call = shapes[:-1], shapes[-1]
     assert all(s[2:] == (64, 64) for s in tile_calls)
     assert whole_call[0] == 1 and whole_call[2] % 16 == 0 and whole_call[3] % 16 == 0
     assert whole_call[2] >= 37 + 16 and whole_call[3] >= 50 + 16  # 8 px of context each side
     shapes.clear()
     with pytest.raises(ValueError, match="too large for reference='whole'"):
-        iter_seam_map(image, predictor, tile_size=32, reference="whole", max_whole_pixels=1000)
+        iter_measure_seams(
+            image, predictor, tile_size=32, reference="whole", max_whole_pixels=1000
+        )
     assert shapes == []  # refused before any tile ran
 
 
@@ -165,20 +171,22 @@ def test_whole_reference_gets_one_padded_call_with_sides_a_multiple_of_16():
 )
 def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        seam_map(_noise_image((1, 40, 40)), lambda x: x, **{"tile_size": 32, **kwargs})
+        measure_seams(_noise_image((1, 40, 40)), lambda x: x, **{"tile_size": 32, **kwargs})
 
 
 def test_noise_sigma_is_estimated_from_the_image_by_default(cnn):
     from napari_astrodenoise.core.noiselevel import noise_sigma
 
     image = _noise_image((1, 96, 96)) * 0.5
-    report = seam_map(image, cnn, tile_size=32, blend="none")
+    report = measure_seams(image, cnn, tile_size=32, blend="none")
     assert report.noise_sigma == pytest.approx(float(noise_sigma(image)[0]))
     assert report.noise_sigma == pytest.approx(0.5, rel=0.15)
-    explicit = seam_map(image, cnn, tile_size=32, blend="none", noise_sigma=report.noise_sigma)
+    explicit = measure_seams(
+        image, cnn, tile_size=32, blend="none", noise_sigma=report.noise_sigma
+    )
     assert explicit.seam_sigma == pytest.approx(report.seam_sigma)
 
 
 def test_noiseless_image_asks_for_an_explicit_noise_sigma():
     with pytest.raises(ValueError, match="pass noise_sigma explicitly"):
-        seam_map(np.ones((1, 40, 40), np.float32), lambda x: x, tile_size=32)
+        measure_seams(np.ones((1, 40, 40), np.float32), lambda x: x, tile_size=32)

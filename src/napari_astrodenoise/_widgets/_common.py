@@ -136,7 +136,7 @@ def channel_axis(layer: Any) -> int | None:
     raise ValueError(msg)
 
 
-def engine_layout(layer: Any) -> dict[str, Any]:
+def engine_planes(layer: Any) -> dict[str, Any]:
     """``channel_axis`` and ``bayer`` for the engine (see `channel_axis`).
 
     A mono layer whose metadata name a Bayer pattern (a raw one-shot-colour frame from the

@@ -11,13 +11,9 @@ import napari.layers
 import napari.viewer
 import numpy as np
 from magicgui.widgets import (
-    ComboBox,
     Container,
-    FloatSlider,
-    FloatSpinBox,
     Label,
     PushButton,
-    SpinBox,
     create_widget,
 )
 
@@ -25,7 +21,7 @@ from napari_astrodenoise._widgets._common import (
     ROLE,
     LatestRunner,
     Task,
-    engine_layout,
+    engine_planes,
     image_hw,
     in_viewer,
     notify_error,
@@ -36,14 +32,8 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
-from napari_astrodenoise.core.pipeline import (
-    CHANGE_LIMIT,
-    ENSEMBLES,
-    FLUX_LOCK,
-    LOCK_THRESHOLD,
-    PEAK_CAP,
-    STAR_REFIT,
-)
+from napari_astrodenoise._widgets._options import option_controls, option_values
+from napari_astrodenoise.core.options import DENOISE, OUTPUT
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -92,10 +82,10 @@ def _denoise_job(run: _Run, *, picker: ModelPicker, spec: tuple, options: dict, 
     run.image = np.asarray(run.image)  # here, not in the UI thread: the data may be lazy
     loaded = picker.load(spec)
     run.result = yield from iter_denoise(run.image, model=loaded, star_mask=mask, **options)
-    return run, blend(run.result, run.image, options["strength"], options["star_protection"])
+    return run, reblend(run.result, run.image, options["strength"], options["star_protection"])
 
 
-def blend(result: Any, image: np.ndarray, strength: float, star_protection: float) -> _Blend:
+def reblend(result: Any, image: np.ndarray, strength: float, star_protection: float) -> _Blend:
     """Denoised output and residual for a strength and star protection; no network pass."""
     out = result.output(strength=strength, star_protection=star_protection)
     with np.errstate(invalid="ignore"):
@@ -116,85 +106,10 @@ class DenoiseWidget(Container):
         self._viewer = viewer
         self.image = create_widget(label="Image", annotation=napari.layers.Image)
         self.picker = ModelPicker()
-        self.strength = FloatSlider(label="Strength", min=0.0, max=1.0, step=0.01, value=1.0)
-        self.star_protection = FloatSlider(
-            label="Star protection", min=0.0, max=1.0, step=0.01, value=0.0
-        )
+        self.controls = option_controls(DENOISE)
         self.star_mask = create_widget(
             label="Star mask", annotation=napari.layers.Image | None, value=None
         )
-        self.flux_lock = FloatSpinBox(
-            label="Flux lock (px)",
-            min=0.0,
-            max=256.0,
-            step=1.0,
-            value=FLUX_LOCK,
-            tooltip=(
-                "Keep the input's level, flux and colour at scales beyond this Gaussian "
-                "sigma (pixels). 0: off, the model may also change large-scale patterns."
-            ),
-        )
-        self.lock_threshold = FloatSpinBox(
-            label="Lock threshold (σ)",
-            min=0.0,
-            max=10.0,
-            step=0.5,
-            value=LOCK_THRESHOLD,
-            tooltip=(
-                "Away from stars and other signal, hold the scales between the flux lock's "
-                "and 4 times it only where the change exceeds this many sigmas of their "
-                "noise, so the noise removed from empty sky does not come back as a faint "
-                "mottle. 0: the strict lock everywhere."
-            ),
-        )
-        self.change_limit = FloatSpinBox(
-            label="Change limit (σ)",
-            min=0.0,
-            max=100.0,
-            step=0.5,
-            value=CHANGE_LIMIT,
-            tooltip=(
-                "Keep every pixel within this many noise sigmas of the input (the noise "
-                "measured on the image itself): nothing brighter can be made up or erased. "
-                "Hot pixels are only lowered by as much. 0: off."
-            ),
-        )
-        self.peak_cap = SpinBox(
-            label="Peak cap (px)",
-            min=0,
-            max=16,
-            step=1,
-            value=PEAK_CAP,
-            tooltip=(
-                "No pixel brighter than the brightest input pixel within this many pixels: "
-                "star cores cannot be sharpened above what was observed. 0: off."
-            ),
-        )
-        self.star_refit = FloatSpinBox(
-            label="Star refit",
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            value=STAR_REFIT,
-            tooltip=(
-                "Rescale each star of the denoised image to the flux the input supports "
-                "(a local fit of what the network removed), with a prior of this relative "
-                "width: bright stars get their flux back, faint ones are left as they are, "
-                "nothing is added where the denoised image has no source. 0: off."
-            ),
-        )
-        self.ensemble = ComboBox(
-            label="Ensemble",
-            choices=ENSEMBLES,
-            value=1,
-            tooltip=(
-                "Average the network over this many flips / transposes of each tile: "
-                "cleaner, and that many times slower."
-            ),
-        )
-        self.tile_size = SpinBox(label="Tile size", min=32, max=2048, step=16, value=256)
-        self.overlap = FloatSlider(label="Overlap", min=0.0, max=0.75, step=0.05, value=0.25)
-        self.blend = ComboBox(label="Blend", choices=("gaussian", "none"), value="gaussian")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
@@ -202,31 +117,22 @@ class DenoiseWidget(Container):
             widgets=[
                 self.image,
                 self.picker,
-                self.strength,
-                self.star_protection,
+                *(self.controls[o.name] for o in OUTPUT),
                 self.star_mask,
-                self.flux_lock,
-                self.lock_threshold,
-                self.change_limit,
-                self.peak_cap,
-                self.star_refit,
-                self.ensemble,
-                self.tile_size,
-                self.overlap,
-                self.blend,
+                *(self.controls[o.name] for o in DENOISE if o not in OUTPUT),
                 self.run_button,
                 self.cancel_button,
                 self.status,
             ]
         )
         self.task = Task("Denoising", returned=self._finished, state=self._running)
-        self._reblender = LatestRunner(blend, self._show)
+        self._reblender = LatestRunner(reblend, self._show)
         self._run: _Run | None = None
         self._shown: tuple[float, float] | None = None
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.task.cancel)
-        self.strength.changed.connect(self._reblend)
-        self.star_protection.changed.connect(self._reblend)
+        for o in OUTPUT:  # strength and star protection re-blend without the network
+            self.controls[o.name].changed.connect(self._reblend)
         self.star_mask.changed.connect(self._mask_changed)
 
     # ------------------------------------------------------------------ run
@@ -256,7 +162,7 @@ class DenoiseWidget(Container):
     def _prepare(self) -> tuple[Any, str]:
         """Check the choices and build the worker's job; raises ValueError for the user."""
         layer = unwrap(self.image.value)
-        layout = engine_layout(layer)
+        layout = engine_planes(layer)
         run = _Run(
             base=layer.name,
             source=weakref.ref(layer),
@@ -270,21 +176,7 @@ class DenoiseWidget(Container):
         mask = _mask_data(mask_layer, image_hw(layer))
         run.mask_name = None if mask_layer is None else mask_layer.name
         spec = self.picker.spec()
-        options = {
-            "strength": float(self.strength.value),
-            "star_protection": float(self.star_protection.value),
-            "flux_lock": float(self.flux_lock.value),
-            "lock_threshold": float(self.lock_threshold.value),
-            "change_limit": float(self.change_limit.value),
-            "peak_cap": int(self.peak_cap.value),
-            "star_refit": float(self.star_refit.value),
-            "ensemble": int(self.ensemble.value),
-            "tile_size": int(self.tile_size.value),
-            "overlap": float(self.overlap.value),
-            "blend": str(self.blend.value),
-            "device": spec[1],
-            **layout,
-        }
+        options = {**option_values(self.controls, DENOISE), "device": spec[1], **layout}
 
         def job():
             return _denoise_job(run, picker=self.picker, spec=spec, options=options, mask=mask)
@@ -314,7 +206,7 @@ class DenoiseWidget(Container):
         """Re-blend the kept result for the current strength and star protection."""
         if self._run is None or not in_viewer(self._viewer, self._run.source):
             return
-        wanted = (float(self.strength.value), float(self.star_protection.value))
+        wanted = tuple(option_values(self.controls, OUTPUT).values())
         if wanted != self._shown:
             self._reblender.request(self._run.result, self._run.image, *wanted)
 
@@ -324,7 +216,7 @@ class DenoiseWidget(Container):
             return
         mask_layer = unwrap(self.star_mask.value)
         try:
-            mask = _mask_data(mask_layer, self._run.result.layout.plane_shape)
+            mask = _mask_data(mask_layer, self._run.result.plane_map.plane_shape)
         except ValueError as err:
             notify_error(str(err))
             return

@@ -11,12 +11,9 @@ import napari.layers
 import napari.viewer
 import numpy as np
 from magicgui.widgets import (
-    ComboBox,
     Container,
-    FloatSlider,
     Label,
     PushButton,
-    SpinBox,
     create_widget,
 )
 
@@ -25,7 +22,7 @@ from napari_astrodenoise._widgets._common import (
     Debouncer,
     Task,
     channel_axis,
-    engine_layout,
+    engine_planes,
     find_layer,
     image_hw,
     in_viewer,
@@ -37,6 +34,11 @@ from napari_astrodenoise._widgets._common import (
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
+from napari_astrodenoise._widgets._options import option_controls, option_values
+from napari_astrodenoise.core.options import option
+
+#: the tiling options that place tiles (the blend sigma only weighs them)
+_GEOMETRY = tuple(option(name) for name in ("tile_size", "overlap", "blend"))
 
 #: line colours: where tiles start, where they end, where one ends and the next starts
 EDGE_COLORS = {"start": "cyan", "end": "yellow", "both": "white"}
@@ -99,6 +101,7 @@ class _SeamRequest:
 def seam_job(request: _SeamRequest, *, picker: ModelPicker, spec: tuple[str, str]):
     """Worker body: seam maps for the chosen tiling and for naive tiling (blend "none")."""
     from napari_astrodenoise.core.pipeline import iter_seam_map
+    from napari_astrodenoise.core.progress import relay
 
     loaded = picker.load(spec)
     common = {
@@ -113,14 +116,12 @@ def seam_job(request: _SeamRequest, *, picker: ModelPicker, spec: tuple[str, str
     blends = [request.blend] if request.blend == "none" else [request.blend, "none"]
     reports = []
     for i, blend in enumerate(blends):
-        gen = iter_seam_map(image, blend=blend, **common)
-        while True:  # progress per batch of tiles, both runs on one 0..1000 scale
-            try:
-                done, total = next(gen)
-            except StopIteration as stop:
-                reports.append(stop.value)
-                break
-            yield round(1000 * (i + done / total) / len(blends)), 1000
+        # progress per batch of tiles, both runs on one 0..1000 scale
+        report = yield from relay(
+            iter_seam_map(image, blend=blend, **common),
+            lambda item, i=i: (round(1000 * (i + item[0] / item[1]) / len(blends)), 1000),
+        )
+        reports.append(report)
     current, naive = reports[0], reports[-1]
     return request, current, naive
 
@@ -176,9 +177,7 @@ class TileOverlapWidget(Container):
         self._viewer = viewer
         self.image = create_widget(label="Image", annotation=napari.layers.Image)
         self.picker = ModelPicker()
-        self.tile_size = SpinBox(label="Tile size", min=32, max=2048, step=16, value=256)
-        self.overlap = FloatSlider(label="Overlap", min=0.0, max=0.75, step=0.05, value=0.25)
-        self.blend = ComboBox(label="Blend", choices=("gaussian", "none"), value="gaussian")
+        self.controls = option_controls(_GEOMETRY)
         self.grid_button = PushButton(text="Draw tile grid")
         self.measure_button = PushButton(text="Measure seams")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -188,9 +187,7 @@ class TileOverlapWidget(Container):
             widgets=[
                 self.image,
                 self.picker,
-                self.tile_size,
-                self.overlap,
-                self.blend,
+                *self.controls.values(),
                 self.grid_button,
                 self.tiles,
                 self.measure_button,
@@ -200,7 +197,7 @@ class TileOverlapWidget(Container):
         )
         self.task = Task("Seam measurement", returned=self._measured, state=self._running)
         self._redraw = Debouncer(100, self._refresh_grid, parent=self.native)
-        for widget in (self.tile_size, self.overlap, self.blend, self.image):
+        for widget in (*self.controls.values(), self.image):
             widget.changed.connect(self._redraw)
         self.grid_button.changed.connect(self.draw_grid)
         self.measure_button.changed.connect(self.measure)
@@ -212,11 +209,7 @@ class TileOverlapWidget(Container):
         return self.task.running
 
     def _tiling(self) -> dict[str, Any]:
-        return {
-            "tile_size": int(self.tile_size.value),
-            "overlap": float(self.overlap.value),
-            "blend": str(self.blend.value),
-        }
+        return option_values(self.controls, _GEOMETRY)
 
     # ------------------------------------------------------------------ grid
 
@@ -265,7 +258,7 @@ class TileOverlapWidget(Container):
             return
         try:
             layer = unwrap(self.image.value)
-            layout = engine_layout(layer)
+            layout = engine_planes(layer)
             spec = self.picker.spec()
         except ValueError as err:
             notify_error(str(err))

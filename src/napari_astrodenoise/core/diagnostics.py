@@ -1,28 +1,31 @@
 """Tile-seam diagnostics: how much a tiled result depends on where the tile edges fall.
 
 A predictor that only looks at each pixel (``2 * x``) gives the same answer on any tile grid;
-a CNN sees less context near a tile's edge, so its tiled output carries seams. `seam_map`
+a CNN sees less context near a tile's edge, so its tiled output carries seams. `measure_seams`
 measures them as the difference between the tiled result and a reference that has no seams
 in the same places, and sums it up as one number in units of the image's noise sigma.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
+from napari_astrodenoise.core.options import TILING, resolve
+from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.tiling import (
     Predictor,
-    TileLayout,
-    drain,
+    TilePlan,
     iter_tiled,
     plan_tiles,
 )
 
-__all__ = ["REFERENCES", "SeamReport", "iter_seam_map", "seam_map"]
+__all__ = ["REFERENCES", "SeamReport", "iter_measure_seams", "measure_seams"]
 
 REFERENCES = ("shifted", "whole")
 _MODEL_MULTIPLE = 16  # the model downsamples four times; whole-image input is padded to this
@@ -38,7 +41,7 @@ class SeamReport:
         (C_out, H, W) float32: tiled result minus reference, in the predictor's units.
     seam_sigma : float
         Seam strength of one tiled run in units of the noise sigma: the RMS over channels of
-        ``seam_sigma_per_channel`` (see `seam_map`). About 0 for seamless tiling; well below 1
+        ``seam_sigma_per_channel`` (see `measure_seams`). About 0 for seamless tiling; well below 1
         means seams are buried in the noise.
     noise_sigma : float
         The noise sigma used, as the RMS over channels of ``noise_sigma_per_channel``.
@@ -170,143 +173,20 @@ def _relay(
     gen: Generator[tuple[int, int], None, np.ndarray], done_before: int, total: int
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Re-yield a tiled run's batches as steps of a longer job; return its result."""
-    step = done_before
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-        step += 1
-        yield step, total
+    steps = itertools.count(done_before + 1)
+    return relay(gen, lambda _item: (next(steps), total))
 
 
-def iter_seam_map(
+def iter_measure_seams(
     image: np.ndarray,
     predictor: Predictor,
     *,
-    tile_size: int = 256,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
-    sigma_scale: float = 0.125,
     batch_size: int = 4,
     reference: str = "shifted",
     noise_sigma: float | Sequence[float] | np.ndarray | None = None,
     max_whole_pixels: int = 4096 * 4096,
+    **options: Any,
 ) -> Generator[tuple[int, int], None, SeamReport]:
-    """`seam_map` as a generator: yields (steps_done, steps_total), returns the `SeamReport`.
-
-    A step is one predictor call: a batch of tiles in either tiled run, or the single
-    whole-image call. Arguments are checked when this is called; parameters are those of
-    `seam_map`. Stop early by no longer iterating.
-    """
-    reference = _check_reference(reference)
-    sigma_arg = _check_noise_sigma(noise_sigma)
-    max_whole_pixels = _check_max_pixels(max_whole_pixels)
-    options = {
-        "tile_size": tile_size,
-        "overlap": overlap,
-        "blend": blend,
-        "sigma_scale": sigma_scale,
-        "batch_size": batch_size,
-    }
-    tiled = iter_tiled(image, predictor, **options)  # checks the image and every option
-    image = np.asarray(image, dtype=np.float32)
-    geometry = {"tile_size": tile_size, "overlap": overlap, "blend": blend}
-    layout = plan_tiles(image.shape[1:], **geometry)
-    if reference == "shifted":
-        offset = (layout.stride // 2, layout.stride // 2)
-        ref = iter_tiled(image, predictor, grid_offset=offset, **options)
-        shifted = plan_tiles(image.shape[1:], grid_offset=offset, **geometry)
-        ref_steps = _steps(shifted.n_tiles, batch_size)
-    else:
-        _check_whole_fits(layout.shape, layout.context, max_whole_pixels)
-        ref, ref_steps = None, 1
-    job = _SeamJob(
-        image=image,
-        predictor=predictor,
-        layout=layout,
-        reference=reference,
-        noise_sigma=sigma_arg,
-        overlap=float(overlap),
-        blend=str(blend),
-    )
-    return _run_seam_job(job, tiled, ref, (_steps(layout.n_tiles, batch_size), ref_steps))
-
-
-@dataclass(frozen=True)
-class _SeamJob:
-    """Checked inputs of one seam measurement."""
-
-    image: np.ndarray
-    predictor: Predictor
-    layout: TileLayout
-    reference: str
-    noise_sigma: np.ndarray | None
-    overlap: float
-    blend: str
-
-
-def _run_seam_job(
-    job: _SeamJob,
-    tiled: Generator[tuple[int, int], None, np.ndarray],
-    ref: Generator[tuple[int, int], None, np.ndarray] | None,
-    steps: tuple[int, int],
-) -> Generator[tuple[int, int], None, SeamReport]:
-    """The body of `iter_seam_map`: both runs, their difference, its summary."""
-    total = steps[0] + steps[1]
-    diff = yield from _relay(tiled, 0, total)
-    if ref is None:
-        reference_out = _whole_inference(job.image, job.predictor, job.layout.context)
-        yield total, total
-    else:
-        reference_out = yield from _relay(ref, steps[0], total)
-    if reference_out.shape != diff.shape:
-        msg = (
-            f"predictor returned {reference_out.shape[0]} channels for the reference but "
-            f"{diff.shape[0]} for the tiles"
-        )
-        raise ValueError(msg)
-    diff -= reference_out
-    del reference_out
-    sigma = _channel_noise(job.image, job.noise_sigma, diff.shape[0])
-    return _summarise(diff, sigma, job)
-
-
-def _summarise(diff: np.ndarray, sigma: np.ndarray, job: _SeamJob) -> SeamReport:
-    """Reduce the difference map to `SeamReport` numbers (see `seam_map` for the definition)."""
-    # "shifted": diff = e1 - e2 holds the seam errors of two grids whose tile edges lie in
-    # different places; the errors are uncorrelated, so their mean squares add.
-    grids = 2.0 if job.reference == "shifted" else 1.0
-    mean_sq = np.array([np.mean(np.square(c, dtype=np.float64)) for c in diff])
-    per_channel = np.sqrt(mean_sq / grids) / sigma
-    scaled = np.abs(diff) / sigma.astype(np.float32)[:, None, None]
-    return SeamReport(
-        diff=diff,
-        seam_sigma=float(np.sqrt(np.mean(per_channel**2))),
-        noise_sigma=float(np.sqrt(np.mean(sigma**2))),
-        reference=job.reference,
-        seam_sigma_per_channel=per_channel,
-        noise_sigma_per_channel=sigma,
-        peak_sigma=float(np.percentile(scaled, 99.9)),
-        tile_size=job.layout.tile_size,
-        overlap=job.overlap,
-        blend=job.blend,
-    )
-
-
-def seam_map(
-    image: np.ndarray,
-    predictor: Predictor,
-    *,
-    tile_size: int = 256,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
-    sigma_scale: float = 0.125,
-    batch_size: int = 4,
-    reference: str = "shifted",
-    noise_sigma: float | Sequence[float] | np.ndarray | None = None,
-    max_whole_pixels: int = 4096 * 4096,
-) -> SeamReport:
     """Map the tile seams of a tiled run and measure them in units of the noise sigma.
 
     The map is the tiled result minus a reference without seams in the same places:
@@ -333,8 +213,8 @@ def seam_map(
     predictor : callable
         (B, C, T, T) float32 -> (B, C_out, T, T); for ``"whole"`` it also receives one
         (1, C, H', W') batch of the whole padded image.
-    tile_size, overlap, blend, sigma_scale, batch_size
-        The tiling to measure, as for `~napari_astrodenoise.core.tiling.iter_tiled`.
+    batch_size : int, optional
+        Tiles per predictor call.
     reference : {"shifted", "whole"}, optional
         What the tiled result is compared with (see above).
     noise_sigma : float or sequence of float, optional
@@ -344,6 +224,17 @@ def seam_map(
         when the predictor changes the number of channels).
     max_whole_pixels : int, optional
         Largest padded image that ``reference="whole"`` may send in one call.
+
+    **options
+        The tiling to measure (``tile_size``, ``overlap``, ``blend``, ``sigma_scale``, see
+        :data:`~napari_astrodenoise.core.options.TILING`), as for
+        `~napari_astrodenoise.core.tiling.iter_tiled`.
+
+    Yields
+    ------
+    (int, int)
+        ``(steps_done, steps_total)``; a step is one predictor call: a batch of tiles in
+        either tiled run, or the single whole-image call.
 
     Returns
     -------
@@ -356,17 +247,99 @@ def seam_map(
         On a bad argument, an image too large for ``"whole"``, or an image whose noise
         cannot be estimated (pass ``noise_sigma``).
     """
-    return drain(
-        iter_seam_map(
-            image,
-            predictor,
-            tile_size=tile_size,
-            overlap=overlap,
-            blend=blend,
-            sigma_scale=sigma_scale,
-            batch_size=batch_size,
-            reference=reference,
-            noise_sigma=noise_sigma,
-            max_whole_pixels=max_whole_pixels,
-        )
+    reference = _check_reference(reference)
+    sigma_arg = _check_noise_sigma(noise_sigma)
+    max_whole_pixels = _check_max_pixels(max_whole_pixels)
+    tiling = resolve(options, TILING, caller="iter_measure_seams")
+    # checks the image and every option
+    tiled = iter_tiled(image, predictor, batch_size=batch_size, **tiling)
+    image = np.asarray(image, dtype=np.float32)
+    geometry = {k: tiling[k] for k in ("tile_size", "overlap", "blend")}
+    layout = plan_tiles(image.shape[1:], **geometry)
+    if reference == "shifted":
+        offset = (layout.stride // 2, layout.stride // 2)
+        ref = iter_tiled(image, predictor, grid_offset=offset, batch_size=batch_size, **tiling)
+        shifted = plan_tiles(image.shape[1:], grid_offset=offset, **geometry)
+        ref_steps = _steps(shifted.n_tiles, batch_size)
+    else:
+        _check_whole_fits(layout.shape, layout.context, max_whole_pixels)
+        ref, ref_steps = None, 1
+    job = _SeamJob(
+        image=image,
+        predictor=predictor,
+        layout=layout,
+        reference=reference,
+        noise_sigma=sigma_arg,
+        overlap=tiling["overlap"],
+        blend=tiling["blend"],
     )
+    return _run_seam_job(job, tiled, ref, (_steps(layout.n_tiles, batch_size), ref_steps))
+
+
+@dataclass(frozen=True)
+class _SeamJob:
+    """Checked inputs of one seam measurement."""
+
+    image: np.ndarray
+    predictor: Predictor
+    layout: TilePlan
+    reference: str
+    noise_sigma: np.ndarray | None
+    overlap: float
+    blend: str
+
+
+def _run_seam_job(
+    job: _SeamJob,
+    tiled: Generator[tuple[int, int], None, np.ndarray],
+    ref: Generator[tuple[int, int], None, np.ndarray] | None,
+    steps: tuple[int, int],
+) -> Generator[tuple[int, int], None, SeamReport]:
+    """The body of `iter_measure_seams`: both runs, their difference, its summary."""
+    total = steps[0] + steps[1]
+    diff = yield from _relay(tiled, 0, total)
+    if ref is None:
+        reference_out = _whole_inference(job.image, job.predictor, job.layout.context)
+        yield total, total
+    else:
+        reference_out = yield from _relay(ref, steps[0], total)
+    if reference_out.shape != diff.shape:
+        msg = (
+            f"predictor returned {reference_out.shape[0]} channels for the reference but "
+            f"{diff.shape[0]} for the tiles"
+        )
+        raise ValueError(msg)
+    diff -= reference_out
+    del reference_out
+    sigma = _channel_noise(job.image, job.noise_sigma, diff.shape[0])
+    return _summarise(diff, sigma, job)
+
+
+def _summarise(diff: np.ndarray, sigma: np.ndarray, job: _SeamJob) -> SeamReport:
+    """Reduce the difference map to `SeamReport` numbers (defined in `iter_measure_seams`)."""
+    # "shifted": diff = e1 - e2 holds the seam errors of two grids whose tile edges lie in
+    # different places; the errors are uncorrelated, so their mean squares add.
+    grids = 2.0 if job.reference == "shifted" else 1.0
+    mean_sq = np.array([np.mean(np.square(c, dtype=np.float64)) for c in diff])
+    per_channel = np.sqrt(mean_sq / grids) / sigma
+    scaled = np.abs(diff) / sigma.astype(np.float32)[:, None, None]
+    return SeamReport(
+        diff=diff,
+        seam_sigma=float(np.sqrt(np.mean(per_channel**2))),
+        noise_sigma=float(np.sqrt(np.mean(sigma**2))),
+        reference=job.reference,
+        seam_sigma_per_channel=per_channel,
+        noise_sigma_per_channel=sigma,
+        peak_sigma=float(np.percentile(scaled, 99.9)),
+        tile_size=job.layout.tile_size,
+        overlap=job.overlap,
+        blend=job.blend,
+    )
+
+
+def measure_seams(image: np.ndarray, predictor: Predictor, **kwargs: Any) -> SeamReport:
+    """Map the tile seams of a tiled run and measure them: `iter_measure_seams` to the end.
+
+    Same arguments; returns the `SeamReport`.
+    """
+    return drain(iter_measure_seams(image, predictor, **kwargs))

@@ -24,19 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
+
+from napari_astrodenoise.core.options import option
+from napari_astrodenoise.core.progress import drain
 
 __all__ = [
     "BLEND_MODES",
     "MAX_OVERLAP",
     "WEIGHT_FLOOR",
     "Predictor",
-    "TileLayout",
+    "TilePlan",
     "blend_window",
     "count_tiles",
-    "drain",
     "iter_tiled",
     "plan_tiles",
     "tile_grid",
@@ -46,55 +48,16 @@ __all__ = [
 Predictor = Callable[[np.ndarray], np.ndarray]
 """(B, C, T, T) float32 -> (B, C_out, T, T) float32; B may be smaller in the last batch."""
 
-BLEND_MODES = ("gaussian", "none")
-MAX_OVERLAP = 0.75
+_TILE, _OVERLAP, _BLEND, _SIGMA = (
+    option(name) for name in ("tile_size", "overlap", "blend", "sigma_scale")
+)
+BLEND_MODES = _BLEND.choices
+MAX_OVERLAP = _OVERLAP.maximum
 WEIGHT_FLOOR = 1e-3
 """Floor of each 1-D Gaussian profile, as a fraction of its peak (see `blend_window`)."""
 
 
 # --------------------------------------------------------------------------- validation
-def _check_tile_size(tile_size: object) -> int:
-    if (
-        not isinstance(tile_size, Integral)
-        or isinstance(tile_size, bool)
-        or tile_size < 32
-        or tile_size % 16
-    ):
-        msg = f"tile_size must be a multiple of 16 and at least 32, got {tile_size!r}"
-        raise ValueError(msg)
-    return int(tile_size)
-
-
-def _check_overlap(overlap: object) -> float:
-    if (
-        not isinstance(overlap, Real)
-        or isinstance(overlap, bool)
-        or not 0.0 <= float(overlap) <= MAX_OVERLAP
-    ):
-        msg = f"overlap must be a fraction of the tile from 0 to {MAX_OVERLAP}, got {overlap!r}"
-        raise ValueError(msg)
-    return float(overlap)
-
-
-def _check_blend(blend: object) -> str:
-    if blend not in BLEND_MODES:
-        msg = f"blend must be one of {', '.join(map(repr, BLEND_MODES))}, got {blend!r}"
-        raise ValueError(msg)
-    return str(blend)
-
-
-def _check_sigma_scale(sigma_scale: object) -> float:
-    if (
-        not isinstance(sigma_scale, Real)
-        or isinstance(sigma_scale, bool)
-        or not np.isfinite(sigma_scale)
-        or sigma_scale <= 0
-    ):
-        msg = f"sigma_scale must be a positive fraction of the tile size, got {sigma_scale!r}"
-        raise ValueError(msg)
-    return float(sigma_scale)
-
-
 def _check_positive_int(value: object, name: str) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
         msg = f"{name} must be a whole number of at least 1, got {value!r}"
@@ -164,7 +127,7 @@ def _axis_starts(length: int, tile: int, stride: int, offset: int) -> tuple[int,
 
 
 @dataclass(frozen=True)
-class TileLayout:
+class TilePlan:
     """Where the tiles of one tiled run lie.
 
     Attributes
@@ -222,11 +185,11 @@ class TileLayout:
 def plan_tiles(
     shape: tuple[int, int],
     *,
-    tile_size: int = 256,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
+    tile_size: int = _TILE.default,
+    overlap: float = _OVERLAP.default,
+    blend: str = _BLEND.default,
     grid_offset: tuple[int, int] = (0, 0),
-) -> TileLayout:
+) -> TilePlan:
     """Lay out the tiles for an image of the given shape.
 
     Parameters
@@ -245,19 +208,19 @@ def plan_tiles(
 
     Returns
     -------
-    TileLayout
+    TilePlan
         Padding and tile starts.
     """
     h, w = _check_shape(shape)
-    tile = _check_tile_size(tile_size)
-    overlap = _check_overlap(overlap)
-    blend = _check_blend(blend)
+    tile = _TILE.check(tile_size)
+    overlap = _OVERLAP.check(overlap)
+    blend = _BLEND.check(blend)
     dy, dx = _check_grid_offset(grid_offset)
 
     stride = tile if blend == "none" else max(1, round(tile * (1.0 - overlap)))
     context = (tile - stride) // 2
     pad_y, pad_x = _axis_padding(h, tile, context), _axis_padding(w, tile, context)
-    return TileLayout(
+    return TilePlan(
         shape=(h, w),
         tile_size=tile,
         stride=stride,
@@ -272,7 +235,7 @@ def tile_grid(
     *,
     tile_size: int,
     overlap: float,
-    blend: str = "gaussian",
+    blend: str = _BLEND.default,
     grid_offset: tuple[int, int] = (0, 0),
 ) -> list[tuple[int, int, int, int]]:
     """Tile boxes in image coordinates, for drawing the grid over the image.
@@ -301,7 +264,7 @@ def count_tiles(
     *,
     tile_size: int,
     overlap: float,
-    blend: str = "gaussian",
+    blend: str = _BLEND.default,
     grid_offset: tuple[int, int] = (0, 0),
 ) -> int:
     """Number of tiles `iter_tiled` runs for an image of the given (H, W) shape."""
@@ -312,7 +275,7 @@ def count_tiles(
 
 
 def blend_window(
-    tile_size: int, *, blend: str = "gaussian", sigma_scale: float = 0.125
+    tile_size: int, *, blend: str = _BLEND.default, sigma_scale: float = _SIGMA.default
 ) -> np.ndarray:
     """Per-pixel weight of a tile's prediction when tiles are stitched.
 
@@ -337,9 +300,9 @@ def blend_window(
     ndarray
         (T, T) float32 weights in [1e-6, 1].
     """
-    tile = _check_tile_size(tile_size)
-    blend = _check_blend(blend)
-    sigma_scale = _check_sigma_scale(sigma_scale)
+    tile = _TILE.check(tile_size)
+    blend = _BLEND.check(blend)
+    sigma_scale = _SIGMA.check(sigma_scale)
     if blend == "none":
         return np.ones((tile, tile), dtype=np.float32)
     x = np.arange(tile, dtype=np.float64) - (tile - 1) / 2.0
@@ -353,10 +316,10 @@ def iter_tiled(
     image: np.ndarray,
     predictor: Predictor,
     *,
-    tile_size: int = 256,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
-    sigma_scale: float = 0.125,
+    tile_size: int = _TILE.default,
+    overlap: float = _OVERLAP.default,
+    blend: str = _BLEND.default,
+    sigma_scale: float = _SIGMA.default,
     batch_size: int = 4,
     out_channels: int | None = None,
     grid_offset: tuple[int, int] = (0, 0),
@@ -438,15 +401,6 @@ def tiled_apply(image: np.ndarray, predictor: Predictor, **options: object) -> n
     return drain(iter_tiled(image, predictor, **options))
 
 
-def drain(gen: Generator[object, None, np.ndarray]) -> np.ndarray:
-    """Exhaust a progress generator and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _call_predictor(
     predictor: Predictor, batch: np.ndarray, out_channels: int | None
 ) -> np.ndarray:
@@ -468,7 +422,7 @@ def _call_predictor(
 def _run_tiles(
     image: np.ndarray,
     predictor: Predictor,
-    layout: TileLayout,
+    layout: TilePlan,
     window: np.ndarray,
     batch_size: int,
     out_channels: int | None,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise._widgets._common import ASTRO_GAMMA, astro_limits, set_astro_contrast
-from napari_astrodenoise._widgets._layout import SideBySideWidget, canvas_grid
+from napari_astrodenoise._widgets._side_by_side import SideBySideWidget, canvas_grid
 
 NAMES = ("field", "field denoised", "field star mask", "field seam diff")
 

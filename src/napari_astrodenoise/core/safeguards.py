@@ -1,0 +1,204 @@
+"""The safeguards on a network's change, in order: flux lock, change limit, star refit, peak cap.
+
+:func:`guard_change` runs them all; the flux lock (:mod:`.fluxlock`) and the star refit
+(:mod:`.starrefit`) have modules of their own. Each keeps the network honest in one way:
+
+- the flux lock takes the change's low spatial frequencies out, so the network may remove
+  noise and reshape detail but cannot move the image's level, nor the flux and colour of
+  anything larger than the lock scale;
+- the change limit (:func:`limit_change`) keeps every pixel within a few noise sigmas of the
+  input, with the noise level function fitted to the image's own residual;
+- the star refit gives star cores back the flux the residual supports, and never makes a
+  star where the prediction has none;
+- the peak cap (:func:`cap_peaks`) keeps every output pixel at or below the brightest input
+  pixel around it, so a star core cannot be sharpened above anything observed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_astrodenoise.core.fluxlock import lock_flux
+from napari_astrodenoise.core.noiselevel import NoiseProfile, fit_noise_profile
+from napari_astrodenoise.core.options import SAFEGUARDS, option, resolve
+from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_stars
+
+
+def limit_change(
+    denoised: np.ndarray,
+    original: np.ndarray,
+    limit: float,
+    profile: NoiseProfile | None = None,
+) -> NoiseProfile | None:
+    """Keep every pixel of ``denoised`` within ``limit`` noise sigmas of ``original``, in place.
+
+    The noise level function (:class:`~napari_astrodenoise.core.noiselevel.NoiseProfile`,
+    Poisson-Gaussian: a floor plus a term that grows with the signal) is fitted to the
+    residual ``original - denoised`` itself (:func:`fit_noise_profile`), so it needs no gain
+    or read noise from the user and follows correlated noise at its true amplitude. Where
+    ``|denoised - original|`` exceeds ``limit`` times the sigma at the fainter of the two
+    levels, the change is cut back to that bound; every other pixel is left bit for bit.
+    Noise removal is rarely touched (white noise passes 3 sigma in 0.3 % of pixels, and only
+    the excess is kept), but no star, ripple or structure brighter than ``limit`` sigmas can
+    be made or erased in one pass, and a model's large errors at bright cores, where the
+    stretch magnifies them, are cut to the noise there. A defect far above the noise (a hot
+    pixel, a cosmic ray) is therefore only lowered by ``limit`` sigmas, not removed: that is
+    cosmetic correction's work.
+
+    Parameters
+    ----------
+    denoised : ndarray
+        (C, H, W) float32 denoised planes; modified.
+    original : ndarray
+        (C, H, W) input planes; non-finite pixels are left out of the fit and not limited.
+    limit : float
+        Noise sigmas (> 0), or 0 to leave ``denoised`` alone.
+    profile : NoiseProfile, optional
+        The noise level function to use (one already fitted, as the noise-aware flux lock
+        does); fitted here when None.
+
+    Returns
+    -------
+    NoiseProfile or None
+        The profile used (None when ``limit`` is 0).
+    """
+    option("change_limit").check(limit)
+    if limit == 0:
+        return None
+    if profile is None:
+        profile = fit_noise_profile(original, denoised)
+    for c, (out, inp) in enumerate(zip(denoised, original, strict=True)):
+        # the sigma of the fainter of the two levels: a star made up out of sky, or a real
+        # star erased, is held to the noise of the sky, not to that of the star
+        bound = profile.sigma(c, np.fmin(out, inp))
+        bound *= np.float32(limit)
+        with np.errstate(invalid="ignore"):
+            change = out - inp
+            over = np.abs(change) > bound
+        out[over] = inp[over] + np.copysign(bound[over], change[over])
+    return profile
+
+
+def guard_change(
+    change: np.ndarray,
+    original: np.ndarray,
+    *,
+    bad: np.ndarray | None = None,
+    refit_window: float = REFIT_WINDOW,
+    **options: float,
+) -> tuple[np.ndarray, NoiseProfile | None]:
+    """The engine's safeguards on a network's change, in their order; ``change`` is reused.
+
+    :func:`lock_flux` of the change, added to ``original``; then :func:`limit_change`,
+    :func:`refit_stars` and :func:`limit_change` again (the refit's gain stays within the
+    limit), and :func:`cap_peaks` of the result. The noise level function is fitted once
+    (to the free prediction with a noise-aware lock, ``lock_threshold`` > 0, otherwise to
+    the locked one) and serves the limit and the refit.
+    Non-finite pixels of ``original`` (``bad``, measured when None) get no change and come
+    back as they were. This is what :func:`denoise`
+    returns at full strength, given the stitched change; benchmarks that vary one
+    safeguard call it on a network's free change (all of them off in ``denoise``).
+
+    Parameters
+    ----------
+    change : ndarray
+        (C, H, W) float32 prediction minus input, in the input's units; modified.
+    original : ndarray
+        (C, H, W) input planes.
+    bad : ndarray, optional
+        ``~np.isfinite(original)``, when the caller has it.
+    refit_window : float, optional
+        :func:`refit_stars`'s window in pixels of these planes.
+    **options
+        The :data:`~napari_astrodenoise.core.options.SAFEGUARDS` (``flux_lock``,
+        ``lock_threshold``, ``change_limit``, ``peak_cap``, ``star_refit``), as for
+        :func:`denoise` but in pixels of these planes; their defaults where not given.
+
+    Returns
+    -------
+    (ndarray, NoiseProfile or None)
+        The guarded prediction (``change``'s memory) and the change limit's fitted profile.
+    """
+    o = resolve(options, SAFEGUARDS, caller="guard_change")
+    flux_lock, lock_threshold = o["flux_lock"], o["lock_threshold"]
+    change_limit, peak_cap, star_refit = o["change_limit"], o["peak_cap"], o["star_refit"]
+    bad = ~np.isfinite(original) if bad is None else bad
+    any_bad = bool(bad.any())
+    if any_bad:
+        change[bad] = 0.0
+    profile = None
+    if flux_lock > 0 and lock_threshold > 0:
+        # fitted once, to the free prediction (bad pixels stay non-finite and are ignored)
+        with np.errstate(invalid="ignore"):
+            profile = fit_noise_profile(original, original + change)
+    lock_flux(change, flux_lock, threshold=lock_threshold, original=original, profile=profile)
+    prediction = np.add(change, original, out=change)
+    if any_bad:
+        prediction[bad] = original[bad]
+    profile = limit_change(prediction, original, change_limit, profile)
+    if star_refit > 0:
+        if profile is None:
+            with np.errstate(invalid="ignore"):
+                profile = fit_noise_profile(original, prediction)
+        refit_stars(prediction, original, star_refit, profile, window=refit_window)
+        limit_change(prediction, original, change_limit, profile)
+    cap_peaks(prediction, original, peak_cap)
+    return prediction, profile
+
+
+def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
+    """Keep every pixel of ``denoised`` at or below its neighbourhood's maximum, in place.
+
+    The bound at a pixel is the brightest finite pixel of ``original`` in the
+    ``(2 radius + 1)`` square around it, plane by plane. The brightest noisy pixel of a
+    neighbourhood is at or above the true peak at least half the time (the core's own
+    pixel alone is, half the time) and below it by about the noise otherwise, so the bound
+    costs an honest estimate little. A model that sharpens a core (a bright, undersampled
+    or saturated star read as a blurred point) is stopped at what was observed, where the
+    change limit would allow a bright core's own, large noise on every pass. The bound
+    only ever lowers pixels, and an image the model leaves alone is left alone bit for bit.
+    ``benchmarks/peak_cap.py`` measures it on the tuning set, in one pass and in the
+    repeated noise-and-denoise loop.
+
+    Parameters
+    ----------
+    denoised : ndarray
+        (C, H, W) float32 denoised planes; modified. Non-finite pixels stay as they are.
+    original : ndarray
+        (C, H, W) input planes; non-finite pixels are left out of the maxima.
+    radius : int
+        Neighbourhood half-width in pixels of these planes (>= 0), 0 to leave ``denoised``
+        alone.
+    """
+    option("peak_cap").check(radius)
+    if radius == 0:
+        return
+    for out, inp in zip(denoised, original, strict=True):
+        finite = np.isfinite(inp)
+        source = inp if finite.all() else np.where(finite, inp, -np.inf)
+        top = square_max(np.asarray(source, dtype=np.float32), radius)
+        # non-finite output pixels (a NaN or inf restored from the input) stay as they are,
+        # and so does a pixel with no finite input around it
+        np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
+
+
+def square_max(plane: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) float32 maximum over the ``(2 radius + 1)`` square around each pixel, edges clipped.
+
+    ``scipy.ndimage.maximum_filter(plane, 2 * radius + 1, mode="nearest")`` (a test holds
+    them equal), as running maxima of shifted views, rows then columns: 2 radius array
+    operations per axis, several times faster than scipy's filter for the small radii used
+    here, which matters on a 24 MPix frame.
+    """
+    top = plane
+    for axis in (0, 1):
+        src, top = top, top.copy()
+        n = src.shape[axis]
+        for k in range(1, min(radius, n - 1) + 1):
+            head = [slice(None)] * 2
+            tail = [slice(None)] * 2
+            head[axis], tail[axis] = slice(0, n - k), slice(k, n)
+            head_t, tail_t = tuple(head), tuple(tail)
+            np.maximum(top[head_t], src[tail_t], out=top[head_t])  # the pixel k after
+            np.maximum(top[tail_t], src[head_t], out=top[tail_t])  # the pixel k before
+    return top
