@@ -86,3 +86,68 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------- user models
+
+
+def test_user_model_directory_follows_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.USER_MODELS_ENV, str(tmp_path / "mine"))
+    assert weights.user_models_dir() == tmp_path / "mine"
+    monkeypatch.setenv(weights.USER_MODELS_ENV, "")
+    from platformdirs import user_data_dir
+
+    expected = weights.Path(user_data_dir("napari-astrodenoise")) / "models"
+    assert weights.user_models_dir() == expected
+
+
+def test_user_models_load_by_name_and_are_listed_with_their_origin(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.USER_MODELS_ENV, str(tmp_path))
+    assert weights.user_model_configs() == {}  # an empty (or missing) folder is fine
+    shipped = weights.list_models()
+    path = weights.user_model_path("my-m27")
+    save_model(_module(), path, name="my-m27")
+    assert load_model("my-m27").name == "my-m27"
+    assert weights.list_models() == shipped  # unchanged: shipped models only
+    assert weights.list_models(user=True) == [*shipped, "my-m27"]
+    entries = {e.name: e for e in weights.available_models()}
+    assert entries["my-m27"].origin == "user"
+    assert entries["my-m27"].path == tmp_path / "my-m27.json"
+    assert all(entries[n].origin == "shipped" for n in shipped)
+    with pytest.raises(ModelNotFoundError, match=r"user models \['my-m27'\]"):
+        load_model("nope")
+
+
+def test_a_shipped_name_is_never_given_to_a_user_model(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.USER_MODELS_ENV, str(tmp_path))
+    for name in [*weights.list_models(), "default"]:
+        with pytest.raises(ValueError, match="name of a shipped model"):
+            weights.user_model_path(name)
+    # a file that claims a shipped name in the user folder is ignored: shipped wins
+    if weights.list_models():
+        shipped = weights.list_models()[0]
+        save_model(_module(), tmp_path / "impostor.safetensors", name=shipped)
+        assert shipped not in weights.user_model_configs()
+        assert load_model(shipped).path.parent == weights.MODELS_DIR
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../up", "-x", "m.json", "x" * 65])
+def test_malformed_user_model_names_are_refused(tmp_path, monkeypatch, name):
+    monkeypatch.setenv(weights.USER_MODELS_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="model name"):
+        weights.user_model_path(name)
+
+
+def test_an_existing_user_model_is_replaced_only_with_overwrite(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.USER_MODELS_ENV, str(tmp_path))
+    save_model(_module(), weights.user_model_path("mine"), name="mine")
+    with pytest.raises(ValueError, match=r"exists.*overwrite=True"):
+        weights.user_model_path("mine")
+    assert weights.user_model_path("mine", overwrite=True) == tmp_path / "mine.safetensors"
+
+
+def test_saving_leaves_no_temporary_files(tmp_path):
+    save_model(_module(), tmp_path / "m.safetensors")
+    save_model(_module(), tmp_path / "m.safetensors")  # replaced in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

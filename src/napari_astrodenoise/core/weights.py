@@ -10,6 +10,11 @@ A model is two files side by side::
 corrupted or swapped file is refused. Shipped models live in the package's ``models/`` folder;
 the one whose config says ``"default": true`` is what ``load_model("default")`` gives. No
 untrained model is ever registered: the folder holds only exported, trained models.
+
+User models (fine-tuned on a user's own frames, see :mod:`napari_astrodenoise.finetune`) live
+in the user model directory, :func:`user_models_dir`: ``$ASTRODENOISE_MODELS_DIR`` when set,
+otherwise ``platformdirs.user_data_dir("napari-astrodenoise")/models``. :func:`load_model`
+finds them by name after the shipped ones; a user model never takes a shipped model's name.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
 
 FORMAT = "napari-astrodenoise-model/1"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: environment variable that overrides the user model directory
+USER_MODELS_ENV = "ASTRODENOISE_MODELS_DIR"
+#: a user model's name: it is also its file stem
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ModelNotFoundError(LookupError):
@@ -85,11 +95,122 @@ def model_configs(folder: Path = MODELS_DIR) -> dict[str, Path]:
     return out
 
 
-def list_models() -> list[str]:
-    """Names of the models shipped inside the package, the default first."""
+def list_models(*, user: bool = False) -> list[str]:
+    """Names of the models shipped inside the package, the default first.
+
+    With ``user=True`` the user models follow (see :func:`available_models`), sorted by name.
+    """
     names = list(model_configs())
     default = default_model_name()
-    return sorted(names, key=lambda n: (n != default, n))
+    shipped = sorted(names, key=lambda n: (n != default, n))
+    if not user:
+        return shipped
+    return shipped + sorted(user_model_configs())
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model that :func:`load_model` finds by name.
+
+    Attributes
+    ----------
+    name : str
+    origin : str
+        ``"shipped"`` (inside the package) or ``"user"`` (the user model directory).
+    path : Path
+        Its JSON config.
+    default : bool
+        Whether it is the shipped default.
+    """
+
+    name: str
+    origin: str
+    path: Path
+    default: bool = False
+
+
+def available_models() -> list[ModelEntry]:
+    """Shipped models (the default first), then the user's, with their origin.
+
+    A user model that carries a shipped model's name is hidden (the shipped one wins).
+    """
+    default = default_model_name()
+    shipped = model_configs()
+    entries = [ModelEntry(n, "shipped", shipped[n], n == default) for n in list_models()]
+    for name, path in sorted(user_model_configs().items()):
+        entries.append(ModelEntry(name, "user", path))
+    return entries
+
+
+def user_models_dir() -> Path:
+    """The user model directory (it may not exist yet).
+
+    ``$ASTRODENOISE_MODELS_DIR`` when set and not empty, otherwise
+    ``platformdirs.user_data_dir("napari-astrodenoise") / "models"``.
+    """
+    override = os.environ.get(USER_MODELS_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-astrodenoise")) / "models"
+
+
+def user_model_configs() -> dict[str, Path]:
+    """User models: name -> JSON config path; names of shipped models are left out."""
+    folder = user_models_dir()
+    if not folder.is_dir() or _same_folder(folder, MODELS_DIR):
+        return {}
+    shipped = model_configs()
+    return {n: p for n, p in model_configs(folder).items() if n not in shipped}
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def user_model_path(name: str, *, overwrite: bool = False) -> Path:
+    """Where a new user model ``name`` is written (its ``.safetensors``), checked first.
+
+    Parameters
+    ----------
+    name : str
+        1-64 characters: letters, digits, ``.``, ``_``, ``-``, starting with a letter or a
+        digit; not ``"default"`` nor a shipped model's name.
+    overwrite : bool, optional
+        Allow replacing an existing user model of that name.
+
+    Raises
+    ------
+    ValueError
+        The name is malformed or a shipped model's, or a user model of that name exists and
+        ``overwrite`` is False.
+    """
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        msg = (
+            f"model name must be 1-64 letters, digits, '.', '_' or '-' starting with a "
+            f"letter or digit, got {name!r}"
+        )
+        raise ValueError(msg)
+    if name.endswith((".json", ".safetensors")):
+        msg = f"model name is a name, not a file: drop the suffix from {name!r}"
+        raise ValueError(msg)
+    if name == "default" or name in model_configs():
+        msg = f"{name!r} is the name of a shipped model; choose another name"
+        raise ValueError(msg)
+    folder = user_models_dir()
+    if _same_folder(folder, MODELS_DIR):
+        msg = f"the user model directory {folder} is the shipped models' folder; set another"
+        raise ValueError(msg)
+    path = folder / f"{name}.safetensors"
+    existing = name in user_model_configs() or path.exists() or path.with_suffix(".json").exists()
+    if existing and not overwrite:
+        msg = f"a user model named {name!r} exists ({path}); pass overwrite=True to replace it"
+        raise ValueError(msg)
+    return path
 
 
 def default_model_name() -> str | None:
@@ -115,13 +236,20 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     registry = model_configs()
     if text in registry:
         return registry[text]
+    users = user_model_configs()
+    if text in users:
+        return users[text]
     path = Path(text).expanduser()
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     if path.suffix == ".json" and path.is_file():
         return path
     shipped = sorted(registry) or "none"
-    msg = f"no model named {text!r}: shipped models are {shipped}, and no file {path} exists"
+    mine = sorted(users) or "none"
+    msg = (
+        f"no model named {text!r}: shipped models are {shipped}, user models {mine}, "
+        f"and no file {path} exists"
+    )
     raise ModelNotFoundError(msg)
 
 
@@ -154,8 +282,9 @@ def load_model(name_or_path: str | os.PathLike = "default", *, device: str = "cp
     Parameters
     ----------
     name_or_path : str or path-like
-        A shipped model's name (see :func:`list_models`), ``"default"``, or the path of a
-        model's ``.json`` or ``.safetensors`` file.
+        A shipped model's name (see :func:`list_models`), ``"default"``, a user model's
+        name (see :func:`available_models`), or the path of a model's ``.json`` or
+        ``.safetensors`` file.
     device : str, optional
         ``"cpu"`` (default), ``"cuda"``, ``"mps"`` or ``"auto"``.
 
@@ -232,6 +361,12 @@ def save_model(
     -------
     Path
         The JSON config path.
+
+    Notes
+    -----
+    Each file is written to a temporary file in the target folder and renamed over the
+    target, so a reader never sees a half-written file; the weights go first, so until the
+    config follows, a replaced model fails its sha256 check instead of loading mixed files.
     """
     from safetensors.torch import save_file
 
@@ -261,5 +396,18 @@ def save_model(
         **(extra or {}),
     }
     config_path = path.with_suffix(".json")
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    _atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
     return config_path
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
