@@ -30,7 +30,7 @@ def _engine_modules() -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("module", [*_engine_modules(), "fits_io", "cli"])
+@pytest.mark.parametrize("module", [*_engine_modules(), "fits_io", "fits_write", "cli"])
 def test_engine_modules_load_no_gui_toolkit(module):
     loaded = _loaded_after(f"import napari_astrodenoise.{module}")
     assert not loaded & set(GUI)

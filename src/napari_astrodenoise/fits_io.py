@@ -21,45 +21,25 @@ images with more axes than that are skipped.
   Gzip- and tile-compressed files are decompressed by astropy first and then hold the
   decompressed raw array as well while converting.
 
-Writing
--------
-:func:`write_fits` writes one primary HDU of float32 (``BITPIX = -32``), linear, NaN and
-inf kept, colour or stack planes along ``NAXIS3``. The source header is copied card by
-card (WCS included) with these documented changes:
-
-- ``SIMPLE``, ``BITPIX``, ``NAXIS``, ``NAXISn`` and ``EXTEND`` are set for the data
-  written; ``XTENSION``, ``PCOUNT`` and ``GCOUNT`` are removed (it becomes a primary HDU);
-- ``BSCALE``, ``BZERO`` and ``BLANK`` are removed (the data are physical float32);
-- ``CHECKSUM`` and ``DATASUM`` are removed, and written afresh when the source had them;
-- one ``HISTORY`` line naming napari-astrodenoise, its version and the UTC date is added,
-  then the caller's ``history`` lines, then the caller's ``provenance`` keywords (set or
-  replaced).
-
-Only this one HDU is written: other HDUs of the source file (tables, masks, calibration
-vectors) are not copied. Writes are atomic: the file is written under a temporary name in
-the target directory, flushed to disk and moved over the target with :func:`os.replace`,
-so a failed write leaves an existing file untouched (a replaced file keeps its permission
-bits). Tile-compressed ``.fz`` output is not supported; a name ending in ``.gz`` is
-gzip-compressed by astropy.
+Writing (:func:`write_fits`) lives in :mod:`napari_astrodenoise.fits_write` and is
+re-exported here, so ``from napari_astrodenoise.fits_io import read_fits, write_fits``
+serves both directions.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
-import shutil
-import uuid
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
+
+from napari_astrodenoise.fits_write import WRITER_CHANGED_KEYWORDS, write_fits
 
 __all__ = [
     "FITS_SUFFIXES",
@@ -86,28 +66,7 @@ FITS_SUFFIXES: tuple[str, ...] = (
     ".fz",
 )
 
-#: Header keywords that :func:`write_fits` sets, removes or rewrites (``NAXISn`` included,
-#: ``HISTORY`` gains lines at the end, provenance keywords come from the caller).
-WRITER_CHANGED_KEYWORDS: frozenset[str] = frozenset(
-    {
-        "SIMPLE",
-        "XTENSION",
-        "BITPIX",
-        "NAXIS",
-        "EXTEND",
-        "PCOUNT",
-        "GCOUNT",
-        "BSCALE",
-        "BZERO",
-        "BLANK",
-        "CHECKSUM",
-        "DATASUM",
-    }
-)
 
-_NAXIS_N = re.compile(r"^NAXIS\d+$")
-_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
-_RESERVED_PROVENANCE = WRITER_CHANGED_KEYWORDS | {"HISTORY", "COMMENT", "CONTINUE", "END", ""}
 _ImageHDU = fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU
 _BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 temporary at most
 _CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
@@ -497,187 +456,3 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def write_fits(
-    path: str | os.PathLike,
-    data: np.ndarray,
-    *,
-    header: fits.Header | None = None,
-    channel_axis: int | None = None,
-    provenance: Mapping[str, object] | None = None,
-    history: Sequence[str] = (),
-    overwrite: bool = False,
-) -> Path:
-    """Write an image as linear float32 FITS, keeping the source header and WCS.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Target file; a name ending in ``.gz`` is gzip-compressed. ``.fz`` is refused.
-    data : numpy.ndarray
-        (H, W) mono, or 3-D colour/stack with ``channel_axis`` naming the plane axis.
-        Converted to float32; NaN and inf are kept.
-    header : astropy.io.fits.Header, optional
-        Source header; copied, never modified. Cards changed on the way are listed in
-        this module's docstring and in :data:`WRITER_CHANGED_KEYWORDS`.
-    channel_axis : int, optional
-        Required for 3-D data: the axis moved to axis 0 (``NAXIS3``); 0 for (C, H, W) as
-        read from FITS, -1 for a napari rgb layer (H, W, 3).
-    provenance : mapping, optional
-        FITS keyword (at most 8 characters of A-Z, 0-9, ``-``, ``_``) -> value or
-        ``(value, comment)``; written as cards after the history, replacing cards of the
-        same keyword.
-    history : sequence of str, optional
-        ``HISTORY`` lines added after the napari-astrodenoise line.
-    overwrite : bool, optional
-        Replace an existing file (atomically). Default False.
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-
-    Raises
-    ------
-    FileExistsError
-        When ``path`` exists and ``overwrite`` is False.
-    ValueError
-        For data of the wrong shape, a bad ``channel_axis``, an invalid provenance
-        keyword or value, or a ``.fz`` name.
-    """
-    path = Path(path)
-    cube = _writable_cube(data, channel_axis)
-    cards = _provenance_cards(provenance or {})
-    _check_target(path, overwrite=overwrite)
-    hdu = fits.PrimaryHDU(data=cube)
-    _copy_source_cards(hdu.header, header)
-    _add_history(hdu.header, history)
-    for card in cards:
-        _set_card(hdu.header, card)
-    checksum = header is not None and ("CHECKSUM" in header or "DATASUM" in header)
-    _atomic_writeto(fits.HDUList([hdu]), path, overwrite=overwrite, checksum=checksum)
-    return path
-
-
-def _writable_cube(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    array = np.asarray(data)
-    if array.dtype.kind not in "biuf":
-        msg = f"data must be numeric, got dtype {array.dtype}"
-        raise ValueError(msg)
-    if array.ndim == 2:
-        if channel_axis is not None:
-            msg = f"channel_axis must be None for 2-D data, got {channel_axis}"
-            raise ValueError(msg)
-    elif array.ndim == 3:
-        if channel_axis is None:
-            msg = (
-                "3-D data needs channel_axis: 0 for (C, H, W) as read from FITS, "
-                "-1 for a napari rgb layer (H, W, 3)"
-            )
-            raise ValueError(msg)
-        if not -3 <= channel_axis <= 2:
-            msg = f"channel_axis must be in -3..2 for 3-D data, got {channel_axis}"
-            raise ValueError(msg)
-        array = np.moveaxis(array, channel_axis, 0)
-    else:
-        msg = f"data must be 2-D (H, W) or 3-D with a channel axis, got shape {array.shape}"
-        raise ValueError(msg)
-    if array.size == 0:
-        msg = f"data must not be empty, got shape {array.shape}"
-        raise ValueError(msg)
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-def _check_target(path: Path, *, overwrite: bool) -> None:
-    if path.name.lower().endswith(".fz"):
-        msg = f"writing tile-compressed .fz files is not supported: {path}; use .fits"
-        raise ValueError(msg)
-    if path.is_dir():
-        msg = f"cannot write FITS to '{path}': it is a directory"
-        raise IsADirectoryError(msg)
-    if not path.parent.is_dir():
-        msg = f"cannot write FITS to '{path}': folder '{path.parent}' does not exist"
-        raise FileNotFoundError(msg)
-    if path.exists() and not overwrite:
-        msg = f"'{path}' already exists; pass overwrite=True to replace it"
-        raise FileExistsError(msg)
-
-
-def _append(header: fits.Header, card: fits.Card) -> None:
-    # useblanks=False: trailing blank cards of the source header are content, not room
-    header.append(card, useblanks=False, bottom=True, end=True)
-
-
-def _copy_source_cards(out: fits.Header, source: fits.Header | None) -> None:
-    """Append the source cards to the new primary header, less those the writer sets."""
-    if source is None:
-        return
-    for card in source.copy(strip=False).cards:
-        keyword = card.keyword
-        if keyword in WRITER_CHANGED_KEYWORDS or _NAXIS_N.match(keyword):
-            continue
-        _append(out, card)
-
-
-def _add_history(out: fits.Header, history: Sequence[str]) -> None:
-    from napari_astrodenoise import __version__
-
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"napari-astrodenoise {__version__} wrote this file on {stamp}", *history]
-    for line in lines:
-        _append(out, fits.Card("HISTORY", str(line)))
-
-
-def _provenance_cards(provenance: Mapping[str, object]) -> list[fits.Card]:
-    """Validate the provenance mapping and return its cards (nothing is written yet)."""
-    return [_provenance_card(keyword, item) for keyword, item in provenance.items()]
-
-
-def _provenance_card(keyword: object, item: object) -> fits.Card:
-    key = str(keyword).upper()
-    if not _KEYWORD.match(key) or key in _RESERVED_PROVENANCE or _NAXIS_N.match(key):
-        msg = (
-            f"provenance keyword {keyword!r} is not allowed: use at most 8 characters of "
-            "A-Z, 0-9, '-' and '_', and no structural keyword"
-        )
-        raise ValueError(msg)
-    value, comment = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is not None and not isinstance(value, str | bool | int | float):
-        msg = f"provenance value for {key} must be str, bool, int or float, got {value!r}"
-        raise ValueError(msg)
-    if isinstance(value, float) and not math.isfinite(value):
-        msg = f"provenance value for {key} must be finite, got {value!r}"
-        raise ValueError(msg)
-    try:
-        card = fits.Card(key, value, "" if comment is None else str(comment))
-        card.verify("exception")
-    except (ValueError, fits.VerifyError) as exc:
-        msg = f"provenance card {key} = {value!r} is not valid FITS: {exc}"
-        raise ValueError(msg) from exc
-    return card
-
-
-def _set_card(header: fits.Header, card: fits.Card) -> None:
-    if card.keyword in header:
-        header[card.keyword] = (card.value, card.comment)
-    else:
-        _append(header, card)
-
-
-def _atomic_writeto(hdul: fits.HDUList, path: Path, *, overwrite: bool, checksum: bool) -> None:
-    temporary = path.with_name(f".astrodenoise-{uuid.uuid4().hex[:12]}.{path.name}")
-    try:
-        hdul.writeto(temporary, output_verify="fix+warn", checksum=checksum)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        if path.exists():
-            if not overwrite:
-                msg = f"'{path}' already exists; pass overwrite=True to replace it"
-                raise FileExistsError(msg)
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
