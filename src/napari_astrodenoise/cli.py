@@ -15,6 +15,8 @@ from typing import Any
 from napari_astrodenoise.core.options import DENOISE, TILING, Option
 
 EXIT_BAD_INPUT = 2
+#: exit status after Ctrl-C (128 + SIGINT), as shells report it
+EXIT_CANCELLED = 130
 
 
 class CliError(Exception):
@@ -53,7 +55,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", choices=("shifted", "whole"), default="shifted")
     p.add_argument("--device", default="auto")
 
-    sub.add_parser("models", help="list the shipped models")
+    p = sub.add_parser(
+        "finetune",
+        help="teach the model your camera's real noise from your own sub-exposures",
+        description="Fine-tune the shipped model on two or more raw sub-exposures of one "
+        "target (Noise2Noise: each frame learns from another), or on one frame of white "
+        "noise (--single). The new model goes to your user model directory; use it with "
+        "'astrodenoise denoise IN --model NAME'.",
+    )
+    p.add_argument("frames", nargs="+", type=Path, metavar="FRAME", help="FITS sub-exposures")
+    p.add_argument("--name", required=True, help="name of the new model")
+    p.add_argument(
+        "--minutes", type=float, default=10.0, help="time budget in minutes (default 10)"
+    )
+    pairing = p.add_mutually_exclusive_group()
+    pairing.add_argument(
+        "--half-stacks",
+        action="store_true",
+        help="one pair: the mean of the odd frames against the mean of the even ones",
+    )
+    pairing.add_argument(
+        "--single",
+        action="store_true",
+        help="one frame, no pair (refused when its noise is spatially correlated)",
+    )
+    p.add_argument("--base", default="default", help="model to start from (default: shipped)")
+    p.add_argument("--overwrite", action="store_true", help="replace a user model of that name")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list the shipped and your own models")
     return parser
 
 
@@ -282,22 +314,74 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             )
 
 
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from napari_astrodenoise.finetune import iter_finetune
+
+    for path in args.frames:
+        if not path.is_file():
+            msg = f"{path}: no such file"
+            raise CliError(msg)
+    if args.single and len(args.frames) != 1:
+        msg = f"--single takes one frame, got {len(args.frames)}"
+        raise CliError(msg)
+    gen = iter_finetune(
+        [str(p) for p in args.frames],
+        base=args.base,
+        name=args.name,
+        minutes=args.minutes,
+        pairs="half-stacks" if args.half_stacks else "all",
+        single=args.single,
+        overwrite=args.overwrite,
+        device=args.device,
+        seed=args.seed,
+    )
+    from napari_astrodenoise.core.progress import drain
+
+    try:
+        first = next(gen)  # the input is checked here, before any bar is drawn
+        with tqdm(total=100, unit="%", disable=args.quiet, file=sys.stderr) as bar:
+
+            def show(event: Any) -> None:
+                bar.set_description(event.stage)
+                bar.n = round(100 * event.fraction)
+                if event.loss is not None:
+                    bar.set_postfix(loss=f"{event.loss:.3f}", val=_fmt(event.best_val_loss))
+                bar.refresh()
+
+            show(first)
+            result = drain(gen, on_progress=show)
+    finally:
+        gen.close()  # an interrupted run writes nothing
+    print(
+        f"{result.name} -> {result.path} (validation loss {result.val_loss_before:.4f} -> "
+        f"{result.val_loss_after:.4f}, {result.steps} steps, {result.wall_time_s:.0f} s)"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _cmd_models(_args: argparse.Namespace) -> None:
     import json
 
-    from napari_astrodenoise.core.weights import default_model_name, model_configs
+    from napari_astrodenoise.core.weights import available_models
 
-    default = default_model_name()
-    configs = model_configs()
-    if not configs:
-        print("no trained model ships with this installation")
-    for name, path in configs.items():
-        cfg = json.loads(path.read_text())
+    entries = available_models()
+    if not entries:
+        print("no trained model is installed")
+    for entry in entries:
+        cfg = json.loads(entry.path.read_text())
         arch = cfg["architecture"]
-        flag = " (default)" if name == default else ""
+        flag = " (default)" if entry.default else ""
+        base = cfg.get("finetune", {}).get("base", {}).get("name")
+        origin = entry.origin + (f", fine-tuned from {base}" if base else "")
+        weights = entry.path.with_name(cfg["weights_file"])
         print(
-            f"{name}{flag}: ResUNet width {arch['width']} depth {arch['depth']}, "
-            f"sha256 {cfg['sha256'][:16]}, {path.with_name(cfg['weights_file'])}"
+            f"{entry.name}{flag} [{origin}]: ResUNet width {arch['width']} depth "
+            f"{arch['depth']}, sha256 {cfg['sha256'][:16]}, {weights}"
         )
 
 
@@ -305,6 +389,7 @@ COMMANDS = {
     "denoise": _cmd_denoise,
     "starmask": _cmd_starmask,
     "seams": _cmd_seams,
+    "finetune": _cmd_finetune,
     "models": _cmd_models,
 }
 
@@ -317,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ValueError, FileExistsError) as err:
         print(f"astrodenoise {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"astrodenoise {args.command}: cancelled; nothing written", file=sys.stderr)
+        return EXIT_CANCELLED
     return 0
 
 
