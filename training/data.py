@@ -79,6 +79,7 @@ __all__ = [
     "TileSample",
     "bin_image",
     "load_fits_folder",
+    "load_frames",
     "load_paired_folder",
     "read_fits_image",
     "scene_split",
@@ -496,6 +497,28 @@ def load_paired_folder(
     return frames
 
 
+def load_frames(config: DataConfig) -> tuple[list[Frame], list[Frame]]:
+    """The real frames of ``config.fits_dir`` and the pairs of ``config.paired_dir``.
+
+    One load serves a run's training and validation datasets (see :class:`TileDataset`).
+    """
+    real = load_fits_folder(
+        config.fits_dir,
+        tile=config.tile,
+        binning=config.real_bin,
+        fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    paired = load_paired_folder(
+        config.paired_dir,
+        tile=config.tile,
+        binning=config.paired_bin,
+        fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    return real, paired
+
+
 def _frame(
     name: str,
     clean: np.ndarray,
@@ -687,22 +710,10 @@ class TileDataset(Dataset):
         self.length = int(length)
         self.epoch = int(epoch)
         cfg = config
-        if real_frames is None:
-            real_frames = load_fits_folder(
-                cfg.fits_dir,
-                tile=cfg.tile,
-                binning=cfg.real_bin,
-                fraction=cfg.val_fraction,
-                seed=cfg.seed,
-            )
-        if paired_frames is None:
-            paired_frames = load_paired_folder(
-                cfg.paired_dir,
-                tile=cfg.tile,
-                binning=cfg.paired_bin,
-                fraction=cfg.val_fraction,
-                seed=cfg.seed,
-            )
+        if real_frames is None or paired_frames is None:
+            real, paired = load_frames(cfg)
+            real_frames = real if real_frames is None else real_frames
+            paired_frames = paired if paired_frames is None else paired_frames
         self.frames = {
             "real": [f for f in real_frames if f.region.has(split)],
             "paired": [f for f in paired_frames if f.region.has(split)],

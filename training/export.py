@@ -23,7 +23,7 @@ import torch
 
 from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
 from napari_astrodenoise.core.weights import FORMAT, MODELS_DIR, save_model
-from training.train import CHECKPOINT_BEST, CHECKPOINT_LAST, load_checkpoint
+from training.checkpoints import find_checkpoint, history_of, load_checkpoint
 
 __all__ = ["MAX_SHIPPED_BYTES", "export_run", "main"]
 
@@ -40,20 +40,6 @@ _VALIDATION_KEYS = (
     "identity_change",
     "mask_iou",
 )
-
-
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
-    names = {"best": CHECKPOINT_BEST, "last": CHECKPOINT_LAST}
-    if which not in names:
-        msg = f"checkpoint must be 'best' or 'last', got {which!r}"
-        raise ValueError(msg)
-    path = run_dir / names[which]
-    if which == "best" and not path.is_file():
-        path = run_dir / CHECKPOINT_LAST  # a run stopped before any epoch improved
-    if not path.is_file():
-        msg = f"no checkpoint in {run_dir} (looked for {names[which]})"
-        raise FileNotFoundError(msg)
-    return path
 
 
 def _clear_other_defaults(folder: Path, keep: str) -> None:
@@ -114,7 +100,7 @@ def export_run(
         raise ValueError(msg)
     folder = MODELS_DIR if ship else Path(out_dir)
     default = ship if default is None else default
-    ckpt = load_checkpoint(_checkpoint_path(run_dir, checkpoint))
+    ckpt = load_checkpoint(find_checkpoint(run_dir, checkpoint))
     config, state = ckpt["config"], ckpt["state"]
     name = name or config.get("export", {}).get("name") or f"astrodenoise-{config['run']['name']}"
     module = ResUNet(ResUNetConfig(**config["model"]))
@@ -132,10 +118,7 @@ def export_run(
         "training": {
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "checkpoint": checkpoint,
-            "epochs": state["epoch"],
-            "steps": state["step"],
-            "tiles_seen": state["step"] * config["run"]["batch_size"],
-            "wall_time_s": round(state["wall_time"], 1),
+            **history_of(ckpt),
             "device": summary.get("device", config["run"]["device"]),
             "torch": torch.__version__,
             "config": config,

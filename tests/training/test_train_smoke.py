@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from training.checkpoints import load_checkpoint
 from training.data import REPO_ROOT
 from training.export import export_run
-from training.train import load_checkpoint, load_config, main, parse_config, train
+from training.train import load_config, main, parse_config, train
 
 from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.weights import load_model
