@@ -66,6 +66,7 @@ from napari_astrodenoise.core.stretch import (
     AstroStretch,
     fit_stretch,
 )
+from napari_astrodenoise.simulate._random import log_uniform as _log_uniform
 from napari_astrodenoise.simulate.noise import NoiseConfig, random_noise, reference_level
 from napari_astrodenoise.simulate.sky import SkyConfig, simulate_scene
 from training.config_tables import checked_table
@@ -638,10 +639,6 @@ def _augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
             a = a[:, :, ::-1]
         out.append(np.ascontiguousarray(a))
     return out
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def _channel_gains(rng: np.random.Generator, channels: int, spread: float) -> np.ndarray:

@@ -20,6 +20,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import RectBivariateSpline
 
+from napari_astrodenoise.simulate._random import log_uniform as _log_uniform
+
 __all__ = [
     "NoiseConfig",
     "NoiseSample",
@@ -86,13 +88,6 @@ def _check_probability(value: float, name: str) -> float:
         msg = f"{name} must be a probability in [0, 1], got {value}"
         raise ValueError(msg)
     return value
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    """One draw, uniform in log between ``lo`` > 0 and ``hi``; ``lo`` itself when equal."""
-    if lo == hi:
-        return lo
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
 def _keep_nans(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from scipy import fft, ndimage
 
+from napari_astrodenoise.simulate._random import log_uniform as _log_uniform
+
 __all__ = ["SkyConfig", "SkyScene", "blackbody_rgb", "simulate_scene"]
 
 #: Effective wavelengths (micrometres) of the R, G, B channels used for star colours.
@@ -315,12 +317,6 @@ def _range(values: object, name: str) -> tuple[float, float]:
         msg = f"{name} must satisfy 0 <= low <= high (finite), got ({lo}, {hi})"
         raise ValueError(msg)
     return lo, hi
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float, size=None):
-    if lo <= 0:
-        return rng.uniform(lo, hi, size)
-    return np.exp(rng.uniform(math.log(lo), math.log(hi), size))
 
 
 def _power_law(rng: np.random.Generator, lo: float, hi: float, slope: float, n: int):
