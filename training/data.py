@@ -503,20 +503,9 @@ def load_frames(config: DataConfig) -> tuple[list[Frame], list[Frame]]:
 
     One load serves a run's training and validation datasets (see :class:`TileDataset`).
     """
-    real = load_fits_folder(
-        config.fits_dir,
-        tile=config.tile,
-        binning=config.real_bin,
-        fraction=config.val_fraction,
-        seed=config.seed,
-    )
-    paired = load_paired_folder(
-        config.paired_dir,
-        tile=config.tile,
-        binning=config.paired_bin,
-        fraction=config.val_fraction,
-        seed=config.seed,
-    )
+    split = {"tile": config.tile, "fraction": config.val_fraction, "seed": config.seed}
+    real = load_fits_folder(config.fits_dir, binning=config.real_bin, **split)
+    paired = load_paired_folder(config.paired_dir, binning=config.paired_bin, **split)
     return real, paired
 
 
