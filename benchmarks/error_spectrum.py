@@ -1,6 +1,6 @@
 """Where in spatial frequency the model's error exceeds BM3D's, on the tuning set.
 
-The simulated scenes of the tuning set (seeds 20_000_000 + i, as in ``flux_lock_scale.py``;
+The simulated scenes of the tuning set (seeds 20_000_000 + i, as in ``_harness.py``;
 never the evaluation set) get the ``moderate`` noise of ``evaluate.py``; the shipped model
 (engine defaults) and BM3D (given the true noise model, as in ``evaluate.py``) denoise
 them. For each output the error against the truth is split into wavelength bands by its
@@ -28,13 +28,9 @@ from collections import defaultdict
 
 import numpy as np
 
-import evaluate as ev
-from flux_lock_scale import (
-    TUNE_NOISE_SEED_BASE,
-    TUNE_SIM_SEED_BASE,
-    tuning_args,
-    write_results,
-)
+import _cases as cs
+from _harness import TUNE_NOISE_SEED_BASE, TUNE_SIM_SEED_BASE, tuning_args, write_results
+from _methods import CLASSICAL
 from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.weights import load_model
 
@@ -103,7 +99,7 @@ def _cells(t: dict[str, np.ndarray]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = tuning_args(__doc__.split("\n")[0], argv)
     loaded = load_model(args.model, device=args.device)
-    level = ev.LEVELS["moderate"]
+    level = cs.LEVELS["moderate"]
     methods = ("noisy", "model", "bm3d")
     totals: dict[str, dict[str, np.ndarray]] = defaultdict(
         lambda: {m: np.zeros(len(BANDS)) for m in methods}
@@ -116,16 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         defaultdict(lambda: {m: np.zeros(len(LEVEL_EDGES)) for m in methods}) for _ in range(2)
     )
     for i in range(args.n_sim):
-        ref = ev.prepare(ev.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
-        case = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
+        ref = cs.prepare(cs.simulated_reference(i, args.crop, seed_base=TUNE_SIM_SEED_BASE))
+        case = cs.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
         axis = 0 if case.noisy.ndim == 3 else None
-        again = ev.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + SECOND_DRAW)
+        again = cs.make_case(ref, level, seed=TUNE_NOISE_SEED_BASE + 100 * i + SECOND_DRAW)
         outputs, repeats = {}, {}
         for draw, into in ((case, outputs), (again, repeats)):
             into["noisy"] = draw.noisy
             into["model"] = denoise(draw.noisy, model=loaded, channel_axis=axis)
-            into["bm3d"] = ev.CLASSICAL["bm3d"](draw.noisy, draw.nm)
-        preset = ev.SIM_PRESETS[i % len(ev.SIM_PRESETS)]  # as simulated_reference picks it
+            into["bm3d"] = CLASSICAL["bm3d"](draw.noisy, draw.nm)
+        preset = cs.SIM_PRESETS[i % len(cs.SIM_PRESETS)]  # as simulated_reference picks it
         sky = np.asarray(ref.sky, dtype=np.float64).reshape(-1, 1, 1)
         snr = (ref.image.reshape(-1, *ref.image.shape[-2:]) - sky) / case.sigma_chan
         for method, out in outputs.items():

@@ -35,8 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+import _cases as cs
 import _metrics as m
-import evaluate as ev
+from _harness import RESULTS, shown, write_results
+from _methods import METHODS
 
 #: Monte Carlo draws of the per-star errors for the median's expectation
 DRAWS = 2000
@@ -45,7 +47,7 @@ PROFILE_RADII = 1.5
 FLUX_TARGET = 0.02
 
 
-def pixel_variance(case: ev.Case) -> np.ndarray:
+def pixel_variance(case: cs.Case) -> np.ndarray:
     """``(C, H, W)`` variance of the noise added to ``case``'s clean image, per pixel."""
     clean = np.asarray(case.ref.image, dtype=np.float64)
     planes = clean if clean.ndim == 3 else clean[None]
@@ -119,7 +121,7 @@ def record_flux(path: Path) -> dict[tuple[str, str], str]:
     cells: dict[tuple[str, str], str] = {}
     for line in path.read_text().splitlines():
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
-        if len(parts) >= 7 and "/" in parts[0] and parts[1] in ev.METHODS:
+        if len(parts) >= 7 and "/" in parts[0] and parts[1] in METHODS:
             cells[(parts[0], parts[1])] = parts[6]
     return cells
 
@@ -129,16 +131,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--record",
         type=Path,
-        default=ev.RESULTS / "eval_astrodenoise-quick.md",
+        default=RESULTS / "eval_astrodenoise-quick.md",
         help="an evaluate.py record for the model and BM3D columns ('' for none)",
     )
-    p.add_argument("--data-dir", type=Path, default=ev.EVAL_DIR)
+    p.add_argument("--data-dir", type=Path, default=cs.EVAL_DIR)
     p.add_argument("--no-real", action="store_true")
     args = p.parse_args(argv)
     # evaluate.py's defaults, so that the cases are the same
-    base = ev.parse_args(["--data-dir", str(args.data_dir)] + ["--no-real"] * args.no_real)
-    base.record = args.record
-    return base
+    args.crop, args.n_sim, args.levels = cs.EVAL_CROP, cs.EVAL_N_SIM, list(cs.LEVELS)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     if str(args.record) and Path(args.record).is_file():
         record = record_flux(Path(args.record))
     rows = []
-    for i, ref in enumerate(ev.references(args)):
+    refs = cs.references(
+        n_sim=args.n_sim, crop=args.crop, data_dir=None if args.no_real else args.data_dir
+    )
+    for i, ref in enumerate(refs):
         for j, name in enumerate(args.levels):
-            case = ev.make_case(ref, ev.LEVELS[name], seed=ev.NOISE_SEED_BASE + 100 * i + j)
-            if len(case.phot) < ev.PHOT_MIN:
+            case = cs.make_case(ref, cs.LEVELS[name], seed=cs.NOISE_SEED_BASE + 100 * i + j)
+            if len(case.phot) < cs.PHOT_MIN:
                 continue
             xy = case.clean_xy[case.phot]
             sig = relative_sigmas(ref.image, pixel_variance(case), xy, fwhm=ref.fwhm)
@@ -162,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         "# Star-flux error: the floor any denoiser faces on the evaluation cases",
         "",
         f"Command: `.venv/bin/python {command}`. Cases: those of `evaluate.py` with at least "
-        f"{ev.PHOT_MIN} photometry stars (a star field: at least {ev.STAR_FIELD_MIN}). "
+        f"{cs.PHOT_MIN} photometry stars (a star field: at least {cs.STAR_FIELD_MIN}). "
         "Floor: expected median |relative flux error| of the best unbiased estimate of each "
         "star's brightness given its clean profile, position, sky and noise variance (a "
         "lower bound; see the script's docstring). Noisy: the aperture measure on the noisy "
         "input. Model and BM3D: "
-        + (f"from `{ev._shown(Path(args.record))}`." if record else "no record read."),
+        + (f"from `{shown(Path(args.record))}`." if record else "no record read."),
         "",
         "| case | phot stars | floor | noisy | model | BM3D |",
         "|---|---|---|---|---|---|",
@@ -177,18 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {n} | {100 * floor:.2f} % | {100 * noisy:.2f} % | "
             f"{record.get((name, 'model'), 'n/a')} | {record.get((name, 'bm3d'), 'n/a')} |"
         )
-    fields = [r for r in rows if r[1] >= ev.STAR_FIELD_MIN]
+    fields = [r for r in rows if r[1] >= cs.STAR_FIELD_MIN]
     above = sum(r[2] >= FLUX_TARGET for r in fields)
     lines += [
         "",
         f"Star fields whose floor is at or above {100 * FLUX_TARGET:g} %: {above}/{len(fields)}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = ev.RESULTS / "flux_floor.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"written {ev._shown(out)}", file=sys.stderr)
+    write_results("flux_floor", lines)
     return 0
 
 

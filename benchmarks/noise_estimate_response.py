@@ -14,7 +14,7 @@ time, what the engine computes and measures the effect with every safeguard off:
 
 Each cell is the rms error over the faint half of the clean image (its luminance at or below
 the median) relative to the noisy input's: 0 is all the noise removed, 1 none. Cases: the
-tuning references of ``flux_lock_scale.py`` at the moderate noise level of ``evaluate.py``.
+tuning references of ``_harness.py`` at the moderate noise level of ``evaluate.py``.
 The engine's functions are replaced for the run (``pipeline.fit_stretch`` and
 ``pipeline.noise_map``) and restored afterwards.
 
@@ -31,8 +31,8 @@ from dataclasses import replace
 
 import numpy as np
 
-import evaluate as ev
-from flux_lock_scale import TUNE_NOISE_SEED_BASE, tuning_setup, unguarded, write_results
+import _cases as cs
+from _harness import TUNE_NOISE_SEED_BASE, tuning_setup, unguarded, write_results
 from napari_astrodenoise.core import pipeline
 from napari_astrodenoise.core.stretch import AstroStretch
 
@@ -67,14 +67,14 @@ def faint_error_ratio(clean: np.ndarray, noisy: np.ndarray, out: np.ndarray) -> 
     )
 
 
-def response_table(refs: list[ev.Reference], loaded, what: str) -> list[str]:
+def response_table(refs: list[cs.Reference], loaded, what: str) -> list[str]:
     """Markdown rows: one per tuning reference, one cell per factor."""
     lines = [
         "| reference | " + " | ".join(f"{what} x {f:g}" for f in FACTORS) + " |",
         "|---|" + "---|" * len(FACTORS),
     ]
     for i, ref in enumerate(refs):
-        case = ev.make_case(ref, ev.LEVELS["moderate"], seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
+        case = cs.make_case(ref, cs.LEVELS["moderate"], seed=TUNE_NOISE_SEED_BASE + 100 * i + 1)
         cells = []
         for factor in FACTORS:
             with scaled_estimate(what, factor):

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
+from _cases import ROOT
+from _harness import RESULTS
 from napari_astrodenoise._sample_data import sample_image
 from napari_astrodenoise.core.pipeline import seam_map
 from napari_astrodenoise.core.weights import load_model
 from napari_astrodenoise.fits_io import read_fits
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data" / "fits"
 OVERLAPS = (("gaussian", 0.25), ("gaussian", 0.5), ("none", 0.0))
 

@@ -97,19 +97,19 @@ def test_a_faint_real_star_lifted_over_the_threshold_is_spurious_but_not_invente
     # evaluate.py's two counts: "spurious" matches the output's detections against the clean
     # catalogue at the detection threshold, "invented" against a deeper one (DEEP_SIGMA).
     # Noise-free, as a simulated reference is; thresholds in units of SIGMA as in the field.
-    import evaluate as ev
+    import _cases as cs
 
     image = np.full((96, 96), 100.0)
     for x, y in ((20.0, 20.0), (70.0, 75.0)):
         image += _gaussian_star(image.shape, x, y, 1000.0)
     faint = image + _gaussian_star(image.shape, 30.0, 50.0, 40.0)
-    shallow = m.find_stars(faint, threshold=ev.DETECT_SIGMA * SIGMA, fwhm=FWHM)
-    deep = m.find_stars(faint, threshold=ev.DEEP_SIGMA * SIGMA, fwhm=FWHM)
+    shallow = m.find_stars(faint, threshold=cs.DETECT_SIGMA * SIGMA, fwhm=FWHM)
+    deep = m.find_stars(faint, threshold=cs.DEEP_SIGMA * SIGMA, fwhm=FWHM)
     assert len(deep) == len(shallow) + 1  # the faint star lies between the two depths
     lifted = faint + _gaussian_star(image.shape, 30.0, 50.0, 40.0)
     made_up = faint + _gaussian_star(image.shape, 60.0, 25.0, 80.0)
     for out, spurious, invented in ((lifted, 1, 0), (made_up, 1, 1)):
-        out_xy = m.find_stars(out, threshold=ev.DETECT_SIGMA * SIGMA, fwhm=FWHM)
+        out_xy = m.find_stars(out, threshold=cs.DETECT_SIGMA * SIGMA, fwhm=FWHM)
         assert m.spurious_stars(shallow, out_xy) == spurious
         assert m.spurious_stars(deep, out_xy) == invented
 
