@@ -8,52 +8,39 @@ import pytest
 from napari_astrodenoise.simulate.noise import (
     NoiseConfig,
     NoiseSample,
-    banding,
-    chroma_blotches,
     gaussian,
-    hot_cold_pixels,
     poisson_gaussian,
     random_noise,
     random_variance_gaussian,
     reference_level,
 )
 
-
-def flat(level: float = 1000.0, shape: tuple[int, ...] = (1, 256, 256)) -> np.ndarray:
-    return np.full(shape, level, dtype=np.float32)
-
-
-def textured(seed: int = 0, shape: tuple[int, ...] = (3, 64, 64)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (800.0 + 400.0 * rng.random(shape)).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------
 # Poisson-Gaussian
 
 
 @pytest.mark.parametrize(("level", "gain", "read_noise"), [(1000.0, 2.0, 5.0), (50.0, 0.5, 3.0)])
-def test_poisson_gaussian_variance_is_shot_plus_read_noise(level, gain, read_noise):
+def test_poisson_gaussian_variance_is_shot_plus_read_noise(level, gain, read_noise, flat):
     noisy = poisson_gaussian(flat(level), gain=gain, read_noise=read_noise, seed=1)
     expected = level / gain + (read_noise / gain) ** 2
     assert noisy.var() == pytest.approx(expected, rel=0.03)
     assert noisy.mean() == pytest.approx(level, abs=3 * np.sqrt(expected / noisy.size) + 1e-3)
 
 
-def test_poisson_gaussian_variance_follows_the_signal_per_channel():
+def test_poisson_gaussian_variance_follows_the_signal_per_channel(flat):
     clean = np.stack([flat(100.0)[0], flat(1000.0)[0], flat(10000.0)[0]])
     noisy = poisson_gaussian(clean, gain=1.5, read_noise=2.0, seed=2)
     for c, level in enumerate((100.0, 1000.0, 10000.0)):
         assert noisy[c].var() == pytest.approx(level / 1.5 + (2.0 / 1.5) ** 2, rel=0.03)
 
 
-def test_poisson_gaussian_negative_input_gets_only_read_noise():
+def test_poisson_gaussian_negative_input_gets_only_read_noise(flat):
     noisy = poisson_gaussian(flat(-40.0), gain=2.0, read_noise=4.0, seed=3)
     assert noisy.mean() == pytest.approx(-40.0, abs=0.05)
     assert noisy.var() == pytest.approx((4.0 / 2.0) ** 2, rel=0.03)
 
 
-def test_poisson_gaussian_keeps_nans_shape_and_dtype():
+def test_poisson_gaussian_keeps_nans_shape_and_dtype(flat):
     clean = flat(500.0, (3, 32, 32))
     clean[1, 5, 7] = np.nan
     noisy = poisson_gaussian(clean, gain=1.0, read_noise=1.0, seed=0)
@@ -63,7 +50,7 @@ def test_poisson_gaussian_keeps_nans_shape_and_dtype():
     assert not np.isnan(clean[0]).any()  # input untouched
 
 
-def test_poisson_gaussian_accepts_2d_and_rejects_bad_gain():
+def test_poisson_gaussian_accepts_2d_and_rejects_bad_gain(flat):
     assert poisson_gaussian(flat()[0], gain=1.0, read_noise=0.0, seed=0).shape == (256, 256)
     with pytest.raises(ValueError, match="gain"):
         poisson_gaussian(flat(), gain=0.0, read_noise=1.0)
@@ -75,14 +62,14 @@ def test_poisson_gaussian_accepts_2d_and_rejects_bad_gain():
 # Gaussian
 
 
-def test_gaussian_per_channel_sigma():
+def test_gaussian_per_channel_sigma(flat):
     clean = flat(100.0, (3, 128, 128))
     noisy = gaussian(clean, sigma=(1.0, 5.0, 20.0), seed=4)
     for c, sigma in enumerate((1.0, 5.0, 20.0)):
         assert (noisy[c] - clean[c]).std() == pytest.approx(sigma, rel=0.03)
 
 
-def test_gaussian_scalar_sigma_and_validation():
+def test_gaussian_scalar_sigma_and_validation(flat):
     noisy = gaussian(flat(), sigma=3.0, seed=5)
     assert (noisy - 1000.0).std() == pytest.approx(3.0, rel=0.03)
     with pytest.raises(ValueError, match="one value per channel"):
@@ -91,13 +78,13 @@ def test_gaussian_scalar_sigma_and_validation():
         gaussian(flat(), sigma=-1.0)
 
 
-def test_random_variance_gaussian_returns_the_sigma_it_used():
+def test_random_variance_gaussian_returns_the_sigma_it_used(flat):
     noisy, sigma = random_variance_gaussian(flat(), sigma_range=(2.0, 50.0), seed=6)
     assert 2.0 <= sigma <= 50.0
     assert (noisy - 1000.0).std() == pytest.approx(sigma, rel=0.03)
 
 
-def test_random_variance_gaussian_draws_log_uniformly():
+def test_random_variance_gaussian_draws_log_uniformly(flat):
     clean = flat(shape=(1, 2, 2))
     sigmas = np.array(
         [random_variance_gaussian(clean, sigma_range=(1.0, 100.0), seed=s)[1] for s in range(400)]
@@ -110,86 +97,10 @@ def test_random_variance_gaussian_draws_log_uniformly():
 
 
 # ------------------------------------------------------------------------------------------
-# structured artefacts
-
-
-@pytest.mark.parametrize("axis", [0, 1])
-def test_banding_is_constant_along_its_rows_or_columns(axis):
-    clean = textured(1, (3, 400, 300))
-    pattern = banding(clean, amplitude=4.0, axis=axis, seed=7) - clean
-    along = 2 if axis == 0 else 1  # rows are constant along x, columns along y
-    assert np.ptp(pattern, axis=along).max() < 1e-3
-    across = pattern[0, :, 0] if axis == 0 else pattern[0, 0, :]
-    assert across.std() == pytest.approx(4.0, rel=0.15)
-    assert abs(across.mean()) < 1e-3
-    # the same read-out pattern in every channel
-    np.testing.assert_allclose(pattern[0], pattern[2], atol=1e-3)
-
-
-def test_banding_rejects_other_axes():
-    with pytest.raises(ValueError, match="axis"):
-        banding(flat(), amplitude=1.0, axis=2)
-
-
-def radial_power_fraction(field: np.ndarray, k_max: float) -> float:
-    """Share of the power at spatial frequencies below k_max (cycles per pixel)."""
-    power = np.abs(np.fft.fft2(field)) ** 2
-    ky = np.fft.fftfreq(field.shape[0])[:, None]
-    kx = np.fft.fftfreq(field.shape[1])[None, :]
-    return float(power[np.hypot(ky, kx) < k_max].sum() / power.sum())
-
-
-def test_chroma_blotches_are_low_frequency_zero_mean_colour_noise():
-    clean = flat(1000.0, (3, 256, 256))
-    pattern = chroma_blotches(clean, amplitude=10.0, scale=32.0, seed=8) - clean
-    assert pattern.std() == pytest.approx(10.0, rel=0.02)
-    assert np.abs(pattern.mean(axis=(1, 2))).max() < 0.05
-    # pure chrominance: the luminance does not move
-    assert np.abs(pattern.mean(axis=0)).max() < 1e-3
-    # the channels differ from one another
-    assert np.corrcoef(pattern[0].ravel(), pattern[1].ravel())[0, 1] < 0.9
-    # features of ~32 px: almost all power below 2 / 32 cycles per pixel
-    for c in range(3):
-        assert radial_power_fraction(pattern[c], 2.0 / 32.0) > 0.9
-    white = np.random.default_rng(0).standard_normal((256, 256))
-    assert radial_power_fraction(white, 2.0 / 32.0) < 0.05  # the measure can fail
-
-
-def test_chroma_blotches_on_mono_are_a_luminance_mottle():
-    clean = flat(1000.0, (1, 128, 128))
-    pattern = chroma_blotches(clean, amplitude=5.0, scale=16.0, seed=9) - clean
-    assert pattern.std() == pytest.approx(5.0, rel=0.02)
-    assert abs(pattern.mean()) < 0.05
-    assert radial_power_fraction(pattern[0], 2.0 / 16.0) > 0.9
-
-
-def test_hot_cold_pixels_fraction_and_levels():
-    clean = textured(2, (3, 200, 200))
-    out = hot_cold_pixels(clean, fraction=0.01, seed=10)
-    changed = np.any(out != clean, axis=0)
-    assert changed.sum() == 400  # exactly round(fraction * H * W) positions
-    hot = np.all(out == clean.max(), axis=0)
-    cold = np.all(out == 0.0, axis=0)
-    assert hot.sum() == 280 and cold.sum() == 120  # default cold_share 0.3
-    np.testing.assert_array_equal(out[:, ~changed], clean[:, ~changed])
-
-
-def test_hot_cold_pixels_custom_levels_and_nans():
-    clean = flat(100.0, (1, 50, 50))
-    clean[0, :5] = np.nan
-    out = hot_cold_pixels(clean, fraction=0.5, hot_level=65535.0, cold_level=-5.0, seed=11)
-    assert np.isnan(out[0, :5]).all()
-    values = set(np.unique(out[0, 5:]).tolist())
-    assert values <= {100.0, 65535.0, -5.0} and {65535.0, -5.0} <= values
-    with pytest.raises(ValueError, match="fraction"):
-        hot_cold_pixels(clean, fraction=1.5)
-
-
-# ------------------------------------------------------------------------------------------
 # the training mixture
 
 
-def test_reference_level_is_the_sky_and_scales_with_the_image():
+def test_reference_level_is_the_sky_and_scales_with_the_image(flat, textured):
     assert reference_level(flat(700.0)) == pytest.approx(700.0)
     sky_subtracted = np.zeros((1, 32, 32), np.float32)
     sky_subtracted[0, :4] = 10.0  # 12.5 % of pixels bright: median 0, 99th percentile 10
@@ -199,7 +110,7 @@ def test_reference_level_is_the_sky_and_scales_with_the_image():
     assert reference_level(3.5 * img) == pytest.approx(3.5 * reference_level(img), rel=1e-6)
 
 
-def test_identity_pair_is_exact():
+def test_identity_pair_is_exact(textured):
     clean = textured(4)
     sample = random_noise(clean, seed=0, config=NoiseConfig(p_identity=1.0, p_low_noise=0.0))
     assert isinstance(sample, NoiseSample) and sample.kind == "identity"
@@ -208,7 +119,7 @@ def test_identity_pair_is_exact():
     assert sample.noisy is not clean
 
 
-def test_low_noise_pair_targets_its_own_noisy_input():
+def test_low_noise_pair_targets_its_own_noisy_input(textured):
     clean = textured(5)
     sample = random_noise(clean, seed=0, config=NoiseConfig(p_identity=0.0, p_low_noise=1.0))
     assert sample.kind == "low_noise"
@@ -218,7 +129,7 @@ def test_low_noise_pair_targets_its_own_noisy_input():
     assert deviation.max() < 6 * 1e-3 * reference_level(clean)
 
 
-def test_artefacts_are_stacked_and_their_target_is_clean():
+def test_artefacts_are_stacked_and_their_target_is_clean(textured):
     clean = textured(6)
     config = NoiseConfig(
         p_identity=0.0,
@@ -241,7 +152,7 @@ def test_artefacts_are_stacked_and_their_target_is_clean():
         assert key in sample.params
 
 
-def test_main_noise_matches_its_drawn_parameters():
+def test_main_noise_matches_its_drawn_parameters(flat):
     clean = flat(2000.0, (1, 128, 128))
     config = NoiseConfig(
         p_identity=0, p_low_noise=0, p_gaussian=0, p_chroma=0, p_banding=0, p_hot_cold=0
@@ -253,7 +164,7 @@ def test_main_noise_matches_its_drawn_parameters():
     assert np.sqrt(expected) == pytest.approx(p["background_sigma"], rel=1e-6)
 
 
-def test_random_noise_is_deterministic_from_a_seed():
+def test_random_noise_is_deterministic_from_a_seed(textured):
     clean = textured(7)
     a, b = random_noise(clean, seed=42), random_noise(clean, seed=42)
     c = random_noise(clean, seed=np.random.default_rng(43))
@@ -262,7 +173,7 @@ def test_random_noise_is_deterministic_from_a_seed():
     assert not np.array_equal(a.noisy, c.noisy)
 
 
-def test_random_noise_amplitudes_follow_the_flux_scale():
+def test_random_noise_amplitudes_follow_the_flux_scale(textured):
     clean = textured(8)
     for seed in range(6):
         a = random_noise(clean, seed=seed)
@@ -272,7 +183,7 @@ def test_random_noise_amplitudes_follow_the_flux_scale():
         np.testing.assert_allclose(b.noisy, 7.5 * a.noisy, rtol=1e-3, atol=atol)
 
 
-def test_random_noise_keeps_nans_in_noisy_and_target():
+def test_random_noise_keeps_nans_in_noisy_and_target(textured):
     clean = textured(9)
     clean[:, 3, 4] = np.nan
     for seed in range(8):
@@ -281,7 +192,7 @@ def test_random_noise_keeps_nans_in_noisy_and_target():
         assert np.isfinite(sample.noisy).sum() == clean.size - 3
 
 
-def test_default_mixture_is_mostly_poisson_gaussian():
+def test_default_mixture_is_mostly_poisson_gaussian(textured):
     clean = textured(10, (1, 8, 8))
     kinds = [random_noise(clean, seed=s).kind for s in range(300)]
     main = np.array([k.split("+")[0] for k in kinds])
@@ -290,7 +201,7 @@ def test_default_mixture_is_mostly_poisson_gaussian():
     assert np.mean(main == "low_noise") == pytest.approx(0.05, abs=0.04)
 
 
-def test_noise_config_validates_and_round_trips_through_a_dict():
+def test_noise_config_validates_and_round_trips_through_a_dict(textured):
     config = NoiseConfig(read_noise_range=[2, 8])  # lists from a TOML file are accepted
     assert config.read_noise_range == (2.0, 8.0)
     assert NoiseConfig(**config.to_dict()) == config

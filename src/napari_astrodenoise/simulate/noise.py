@@ -6,21 +6,28 @@ output dtype is the input's floating dtype (at least float32). NaN pixels stay N
 output: noise is drawn for them but never replaces the NaN. Randomness comes only from the
 ``seed`` argument (``np.random.default_rng(seed)``); there is no global random state.
 
-`random_noise` draws one training pair from a mixture of these models; `NoiseConfig` holds the
-probabilities and ranges of that mixture and is what goes into a training configuration file.
+`random_noise` draws one training pair from a mixture of these models and of the detector
+artefacts of `napari_astrodenoise.simulate.artifacts`; `NoiseConfig` holds the probabilities
+and ranges of that mixture and is what goes into a training configuration file.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
-from scipy.interpolate import RectBivariateSpline
 
+from napari_astrodenoise.simulate._checks import as_image as _as_image
+from napari_astrodenoise.simulate._checks import check_config_fields as _check_config_fields
+from napari_astrodenoise.simulate._checks import check_positive as _check_positive
+from napari_astrodenoise.simulate._checks import check_range as _check_range
+from napari_astrodenoise.simulate._checks import chw as _chw
+from napari_astrodenoise.simulate._checks import config_or_default as _config_or_default
+from napari_astrodenoise.simulate._checks import keep_nans as _keep_nans
 from napari_astrodenoise.simulate._random import log_uniform as _log_uniform
+from napari_astrodenoise.simulate.artifacts import banding, chroma_blotches, hot_cold_pixels
 
 __all__ = [
     "NoiseConfig",
@@ -34,68 +41,6 @@ __all__ = [
     "random_variance_gaussian",
     "reference_level",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def _as_image(clean: np.ndarray, name: str = "clean") -> np.ndarray:
-    """Return ``clean`` as a floating array of ndim 2 or 3, without copying when possible."""
-    arr = np.asarray(clean)
-    if arr.ndim not in (2, 3):
-        msg = f"{name} must be a (C, H, W) or (H, W) image, got an array of shape {arr.shape}"
-        raise ValueError(msg)
-    if arr.size == 0:
-        msg = f"{name} must not be empty, got shape {arr.shape}"
-        raise ValueError(msg)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        msg = f"{name} must hold real numbers, got dtype {arr.dtype}"
-        raise TypeError(msg)
-    return arr.astype(np.result_type(arr.dtype, np.float32), copy=False)
-
-
-def _chw(arr: np.ndarray) -> np.ndarray:
-    """A (C, H, W) view of a (C, H, W) or (H, W) array."""
-    return arr[np.newaxis] if arr.ndim == 2 else arr
-
-
-def _check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and ok):
-        bound = ">= 0" if allow_zero else "> 0"
-        msg = f"{name} must be a finite number {bound}, got {value}"
-        raise ValueError(msg)
-    return value
-
-
-def _check_range(values: Sequence[float], name: str, *, lower: float = 0.0) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in values)
-    except (TypeError, ValueError):
-        msg = f"{name} must be a pair (low, high) of numbers, got {values!r}"
-        raise ValueError(msg) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lower <= lo <= hi):
-        msg = f"{name} must satisfy {lower} <= low <= high (finite), got ({lo}, {hi})"
-        raise ValueError(msg)
-    return lo, hi
-
-
-def _check_probability(value: float, name: str) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        msg = f"{name} must be a probability in [0, 1], got {value}"
-        raise ValueError(msg)
-    return value
-
-
-def _keep_nans(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
-    """Put NaN back wherever ``clean`` was NaN (in place) and return ``noisy``."""
-    nan = np.isnan(clean)
-    if nan.any():
-        noisy[nan] = np.nan
-    return noisy
 
 
 def reference_level(clean: np.ndarray) -> float:
@@ -252,190 +197,6 @@ def random_variance_gaussian(
     return gaussian(clean, sigma=sigma, seed=rng), sigma
 
 
-def _smooth_field(
-    rng: np.random.Generator, shape: tuple[int, int], scale: float, count: int
-) -> np.ndarray:
-    """``count`` zero-mean, unit-std random fields of size ``shape`` with features of ``scale`` px.
-
-    White noise on a coarse grid (one node every ``scale`` px, lightly smoothed so the spline
-    does not ring) is interpolated to every pixel by a bicubic spline; each field is then
-    shifted to zero mean and scaled to unit std.
-    """
-    h, w = shape
-    ny = math.ceil(h / scale) + 4
-    nx = math.ceil(w / scale) + 4
-    coarse = rng.standard_normal((count, ny, nx))
-    coarse = ndimage.gaussian_filter(coarse, sigma=(0, 0.7, 0.7), mode="wrap")
-    # node k lies at pixel coordinate (k - 2) * scale, so the image sits inside the grid
-    ky = (np.arange(ny) - 2.0) * scale
-    kx = (np.arange(nx) - 2.0) * scale
-    yy = np.arange(h, dtype=np.float64)
-    xx = np.arange(w, dtype=np.float64)
-    out = np.empty((count, h, w), dtype=np.float64)
-    for i in range(count):
-        out[i] = RectBivariateSpline(ky, kx, coarse[i], kx=3, ky=3, s=0)(yy, xx)
-    out -= out.mean(axis=(1, 2), keepdims=True)
-    std = out.std(axis=(1, 2), keepdims=True)
-    out /= np.where(std > 0, std, 1.0)
-    return out
-
-
-def chroma_blotches(
-    clean: np.ndarray,
-    *,
-    amplitude: float,
-    scale: float,
-    seed: int | np.random.Generator | None = None,
-) -> np.ndarray:
-    """Low-frequency colour mottle ("chroma blotches"), or a luminance mottle for mono data.
-
-    For colour data (C > 1) an independent smooth field is drawn per channel and the mean over
-    channels is subtracted, so the pattern is pure chrominance (the luminance is unchanged)
-    and differs between channels. For mono data (C == 1) a single smooth luminance field is
-    added. Each channel's pattern has zero spatial mean; the pattern's std over the whole
-    image is ``amplitude``.
-
-    Parameters
-    ----------
-    clean : ndarray
-        ``(C, H, W)`` or ``(H, W)`` linear image. NaN pixels stay NaN.
-    amplitude : float
-        Standard deviation of the added pattern in the image's units, >= 0.
-    scale : float
-        Typical blotch size in pixels (the spacing of the coarse random grid that is
-        upsampled), >= 1.
-    seed : int, numpy.random.Generator or None, optional
-        Seed for ``np.random.default_rng``.
-
-    Returns
-    -------
-    ndarray
-        Noisy image, same shape and floating dtype as ``clean``.
-    """
-    arr = _as_image(clean)
-    amplitude = _check_positive(amplitude, "amplitude", allow_zero=True)
-    scale = _check_positive(scale, "scale")
-    if scale < 1:
-        msg = f"scale must be at least 1 pixel, got {scale}"
-        raise ValueError(msg)
-    chw = _chw(arr)
-    c, h, w = chw.shape
-    rng = np.random.default_rng(seed)
-    fields_ = _smooth_field(rng, (h, w), scale, c)
-    if c > 1:
-        fields_ -= fields_.mean(axis=0, keepdims=True)
-        fields_ -= fields_.mean(axis=(1, 2), keepdims=True)
-        std = fields_.std()
-        fields_ /= std if std > 0 else 1.0
-    noisy = (chw + amplitude * fields_).astype(arr.dtype).reshape(arr.shape)
-    return noisy
-
-
-def banding(
-    clean: np.ndarray,
-    *,
-    amplitude: float,
-    axis: int = 0,
-    seed: int | np.random.Generator | None = None,
-) -> np.ndarray:
-    """Row or column pattern noise: one random offset per row (or column).
-
-    The offsets are Gaussian with std ``amplitude`` and zero mean over the image, the same in
-    every channel (a read-out pattern of the sensor).
-
-    Parameters
-    ----------
-    clean : ndarray
-        ``(C, H, W)`` or ``(H, W)`` linear image. NaN pixels stay NaN.
-    amplitude : float
-        Standard deviation of the offsets in the image's units, >= 0.
-    axis : {0, 1}, optional
-        0: each row (constant along x) gets its own offset, horizontal bands; 1: each column.
-    seed : int, numpy.random.Generator or None, optional
-        Seed for ``np.random.default_rng``.
-
-    Returns
-    -------
-    ndarray
-        Noisy image, same shape and floating dtype as ``clean``.
-    """
-    arr = _as_image(clean)
-    amplitude = _check_positive(amplitude, "amplitude", allow_zero=True)
-    if axis not in (0, 1):
-        msg = f"axis must be 0 (rows) or 1 (columns) of the (H, W) plane, got {axis}"
-        raise ValueError(msg)
-    chw = _chw(arr)
-    _, h, w = chw.shape
-    rng = np.random.default_rng(seed)
-    n = h if axis == 0 else w
-    offsets = rng.standard_normal(n)
-    if n > 1:
-        offsets -= offsets.mean()
-    offsets *= amplitude
-    pattern = offsets[:, None] if axis == 0 else offsets[None, :]
-    return (chw + pattern).astype(arr.dtype).reshape(arr.shape)
-
-
-def hot_cold_pixels(
-    clean: np.ndarray,
-    *,
-    fraction: float,
-    seed: int | np.random.Generator | None = None,
-    hot_level: float | None = None,
-    cold_level: float = 0.0,
-    cold_share: float = 0.3,
-) -> np.ndarray:
-    """Defective pixels: some stuck hot (saturated), some cold (dead, at the bias level).
-
-    Exactly ``round(fraction * H * W)`` pixel positions are picked without replacement; a
-    share ``cold_share`` of them is set to ``cold_level`` and the rest to ``hot_level``, in all
-    channels.
-
-    Parameters
-    ----------
-    clean : ndarray
-        ``(C, H, W)`` or ``(H, W)`` linear image. NaN pixels stay NaN even when picked.
-    fraction : float
-        Fraction of pixel positions affected, in [0, 1].
-    seed : int, numpy.random.Generator or None, optional
-        Seed for ``np.random.default_rng``.
-    hot_level : float or None, optional
-        Value of a hot pixel. None: the largest finite value of ``clean`` (what this image
-        saturates at), so that the model works at any flux scaling.
-    cold_level : float, optional
-        Value of a cold pixel; 0 (the bias level of bias-subtracted data) by default.
-    cold_share : float, optional
-        Share of the defective pixels that are cold, in [0, 1].
-
-    Returns
-    -------
-    ndarray
-        Image with defects, same shape and floating dtype as ``clean``.
-    """
-    arr = _as_image(clean)
-    fraction = _check_probability(fraction, "fraction")
-    cold_share = _check_probability(cold_share, "cold_share")
-    if hot_level is None:
-        finite = arr[np.isfinite(arr)]
-        hot_level = float(finite.max()) if finite.size else 1.0
-    for value, name in ((hot_level, "hot_level"), (cold_level, "cold_level")):
-        if not math.isfinite(float(value)):
-            msg = f"{name} must be finite, got {value}"
-            raise ValueError(msg)
-    rng = np.random.default_rng(seed)
-    out = _chw(arr).copy()
-    _, h, w = out.shape
-    n = round(fraction * h * w)
-    flat = rng.choice(h * w, size=n, replace=False)
-    n_cold = round(cold_share * n)
-    cold, hot = flat[:n_cold], flat[n_cold:]
-    plane = out.reshape(out.shape[0], h * w)
-    plane[:, hot] = hot_level
-    plane[:, cold] = cold_level
-    out = out.reshape(arr.shape)
-    return _keep_nans(out, arr)
-
-
 # --------------------------------------------------------------------------------------------
 # the training mixture
 
@@ -520,11 +281,7 @@ class NoiseConfig:
     hot_cold_fraction_range: tuple[float, float] = (1e-4, 2e-3)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name.startswith("p_"):
-                setattr(self, f.name, _check_probability(getattr(self, f.name), f.name))
-            elif f.name.endswith("_range"):
-                setattr(self, f.name, _check_range(getattr(self, f.name), f.name))
+        _check_config_fields(self)
         if self.p_identity + self.p_low_noise > 1.0:
             msg = (
                 "p_identity + p_low_noise must be at most 1, "
@@ -605,10 +362,7 @@ def random_noise(
         The pair, its kind and the drawn parameters.
     """
     arr = _as_image(clean)
-    config = NoiseConfig() if config is None else config
-    if not isinstance(config, NoiseConfig):
-        msg = f"config must be a NoiseConfig or None, got {type(config).__name__}"
-        raise TypeError(msg)
+    config = _config_or_default(config, NoiseConfig)
     rng = np.random.default_rng(seed)
     ref = reference_level(arr)
     params: dict = {"reference": ref}
