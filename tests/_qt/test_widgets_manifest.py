@@ -7,12 +7,14 @@ import yaml
 
 from napari_astrodenoise._widgets._annotations import AnnotationWidget
 from napari_astrodenoise._widgets._denoise import DenoiseWidget
+from napari_astrodenoise._widgets._finetune import FinetuneWidget
 from napari_astrodenoise._widgets._side_by_side import SideBySideWidget
 from napari_astrodenoise._widgets._starmask import StarMaskWidget
 from napari_astrodenoise._widgets._tiles import TileOverlapWidget
 
 WIDGETS = {
     "Denoise": DenoiseWidget,
+    "Fine-tune": FinetuneWidget,
     "Star mask": StarMaskWidget,
     "Tile overlap": TileOverlapWidget,
     "Side by side": SideBySideWidget,
@@ -35,4 +37,5 @@ def test_widget_docks_from_the_manifest(make_napari_viewer, dock, star_field, na
     widget = dock(viewer, name)
     assert isinstance(widget, WIDGETS[name])
     assert viewer.window.add_plugin_dock_widget("napari-astrodenoise", name)[1] is widget
-    assert widget.image.value is not None if hasattr(widget, "image") else widget.noisy.value
+    first = getattr(widget, "image", None) or getattr(widget, "noisy", None) or widget.layers
+    assert first.value is not None

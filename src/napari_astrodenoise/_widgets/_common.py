@@ -371,9 +371,10 @@ class LatestRunner:
 class Task:
     """One long job at a time in a napari thread_worker, with a progress bar and Cancel.
 
-    The job is a generator yielding ``(done, total)`` (e.g. ``iter_denoise``); `cancel`
-    quits the worker at its next yield, between batches. Errors and cancellation become
-    notifications; ``returned`` gets the generator's return value.
+    The job is a generator yielding ``(done, total)`` (e.g. ``iter_denoise``) or records
+    with a ``fraction`` from 0 to 1 (``iter_finetune``), each also passed to ``yielded`` in
+    the UI thread; `cancel` quits the worker at its next yield. Errors and cancellation
+    become notifications; ``returned`` gets the generator's return value.
     """
 
     def __init__(
@@ -382,10 +383,12 @@ class Task:
         *,
         returned: Callable[[Any], None],
         state: Callable[[bool], None] = lambda running: None,
+        yielded: Callable[[Any], None] | None = None,
     ) -> None:
         self.name = name
         self._returned = returned
         self._state = state
+        self._yielded = yielded
         self._worker: Any = None
         self._bar: progress | None = None
 
@@ -421,6 +424,10 @@ class Task:
             self._worker.quit()
 
     def _progress(self, value: Any) -> None:
+        if self._yielded is not None:
+            self._yielded(value)
+        if hasattr(value, "fraction"):
+            value = (round(1000 * value.fraction), 1000)
         if self._bar is None or not isinstance(value, tuple):
             return
         done, total = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,25 @@ NO_MODEL_MESSAGE = (
 )
 
 
-def _shipped() -> tuple[list[str], str | None]:
-    from napari_astrodenoise.core.weights import default_model_name, list_models
+#: every live picker, so that a newly fine-tuned model reaches them all
+_PICKERS: weakref.WeakSet = weakref.WeakSet()
 
-    return list_models(), default_model_name()
+
+def _model_choices() -> list[tuple[str, str]]:
+    """(label, name) of the shipped models (the default first, marked) and the user's."""
+    from napari_astrodenoise.core.weights import available_models
+
+    out = []
+    for entry in available_models():
+        label = f"{entry.name} (default)" if entry.default else entry.name
+        out.append((label + (" [yours]" if entry.origin == "user" else ""), entry.name))
+    return out
+
+
+def announce_model(name: str) -> None:
+    """A model was just saved: every picker lists it, and selects it."""
+    for picker in list(_PICKERS):
+        picker.refresh(select=name)
 
 
 class ModelPicker(Container):
@@ -33,8 +49,7 @@ class ModelPicker(Container):
     """
 
     def __init__(self) -> None:
-        names, default = _shipped()
-        choices = [(f"{n} (default)" if n == default else n, n) for n in names]
+        choices = _model_choices()
         self.model = ComboBox(label="Model", choices=[*choices, (FROM_FILE, FROM_FILE)])
         self.model_file = FileEdit(
             label="Model file", mode="r", filter="Model files (*.safetensors *.json)"
@@ -46,8 +61,17 @@ class ModelPicker(Container):
         self._show_file()
         self._cache: tuple[tuple, Any] | None = None
         self._lock = threading.Lock()
-        if not names:
+        _PICKERS.add(self)
+        if not choices:
             notify_info(NO_MODEL_MESSAGE)
+
+    def refresh(self, select: str | None = None) -> None:
+        """List the models installed now; select ``select`` if given (else keep the choice)."""
+        current = self.model.value
+        self.model.choices = [*_model_choices(), (FROM_FILE, FROM_FILE)]
+        wanted = select if select is not None else current
+        if wanted in self.model.choices:
+            self.model.value = wanted
 
     def _show_file(self, *_: Any) -> None:
         self.model_file.visible = self.model.value == FROM_FILE
