@@ -14,6 +14,7 @@ Non-finite pixels (NaN, +inf, -inf) are ignored by every statistic here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,11 +70,17 @@ def background_level(image: np.ndarray) -> np.ndarray:
     ndarray
         (C,) float64; 0 for a channel with no finite pixel.
     """
-    out = []
-    for channel in as_chw(image):
-        sample = finite_sample(channel)
-        out.append(float(np.median(sample)) if sample.size else 0.0)
-    return np.asarray(out, dtype=np.float64)
+    return _per_channel(image, _sky_median)
+
+
+def _per_channel(image: np.ndarray, measure: Callable[[np.ndarray], float]) -> np.ndarray:
+    """(C,) float64: ``measure`` of each (H, W) channel of an (H, W) or (C, H, W) image."""
+    return np.asarray([measure(channel) for channel in as_chw(image)], dtype=np.float64)
+
+
+def _sky_median(channel: np.ndarray) -> float:
+    sample = finite_sample(channel)
+    return float(np.median(sample)) if sample.size else 0.0
 
 
 def noise_sigma(image: np.ndarray) -> np.ndarray:
@@ -94,19 +101,19 @@ def noise_sigma(image: np.ndarray) -> np.ndarray:
     ndarray
         (C,) float64, >= 0; 0 for a channel with fewer than two finite neighbouring pixels.
     """
-    out = []
-    for channel in as_chw(image):
-        step = max(1, int(np.ceil(channel.size / (2 * _MAX_SAMPLES))))
-        rows = channel[::step] if channel.shape[1] > 1 else channel.T[::step]
-        with np.errstate(invalid="ignore"):  # inf - inf
-            diff = np.diff(rows.astype(np.float64, copy=False), axis=1).ravel()
-        diff = diff[np.isfinite(diff)]
-        if diff.size == 0:
-            out.append(0.0)
-            continue
-        mad = np.median(np.abs(diff - np.median(diff)))
-        out.append(float(_MAD_TO_SIGMA * mad / np.sqrt(2.0)))
-    return np.asarray(out, dtype=np.float64)
+    return _per_channel(image, _difference_sigma)
+
+
+def _difference_sigma(channel: np.ndarray) -> float:
+    step = max(1, int(np.ceil(channel.size / (2 * _MAX_SAMPLES))))
+    rows = channel[::step] if channel.shape[1] > 1 else channel.T[::step]
+    with np.errstate(invalid="ignore"):  # inf - inf
+        diff = np.diff(rows.astype(np.float64, copy=False), axis=1).ravel()
+    diff = diff[np.isfinite(diff)]
+    if diff.size == 0:
+        return 0.0
+    mad = np.median(np.abs(diff - np.median(diff)))
+    return float(_MAD_TO_SIGMA * mad / np.sqrt(2.0))
 
 
 def nonfinite_mask(image: np.ndarray) -> np.ndarray | None:
