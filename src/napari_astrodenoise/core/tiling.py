@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 
@@ -230,22 +231,15 @@ def plan_tiles(
     )
 
 
-def tile_grid(
-    shape: tuple[int, int],
-    *,
-    tile_size: int,
-    overlap: float,
-    blend: str = _BLEND.default,
-    grid_offset: tuple[int, int] = (0, 0),
-) -> list[tuple[int, int, int, int]]:
+def tile_grid(shape: tuple[int, int], **tiling: Any) -> list[tuple[int, int, int, int]]:
     """Tile boxes in image coordinates, for drawing the grid over the image.
 
     Parameters
     ----------
     shape : tuple of int
         (H, W) of the image.
-    tile_size, overlap, blend, grid_offset
-        As for `iter_tiled`.
+    **tiling
+        ``tile_size``, ``overlap``, ``blend``, ``grid_offset``: as for `plan_tiles`.
 
     Returns
     -------
@@ -253,25 +247,16 @@ def tile_grid(
         (y0, x0, y1, x1) per tile, row by row, clipped to the image (a tile reaching into
         the mirrored padding is drawn only over the image).
     """
-    layout = plan_tiles(
-        shape, tile_size=tile_size, overlap=overlap, blend=blend, grid_offset=grid_offset
-    )
-    return layout.image_boxes()
+    return plan_tiles(shape, **tiling).image_boxes()
 
 
-def count_tiles(
-    shape: tuple[int, int],
-    *,
-    tile_size: int,
-    overlap: float,
-    blend: str = _BLEND.default,
-    grid_offset: tuple[int, int] = (0, 0),
-) -> int:
-    """Number of tiles `iter_tiled` runs for an image of the given (H, W) shape."""
-    layout = plan_tiles(
-        shape, tile_size=tile_size, overlap=overlap, blend=blend, grid_offset=grid_offset
-    )
-    return layout.n_tiles
+def count_tiles(shape: tuple[int, int], **tiling: Any) -> int:
+    """Number of tiles `iter_tiled` runs for an image of the given (H, W) shape.
+
+    ``**tiling`` (``tile_size``, ``overlap``, ``blend``, ``grid_offset``) is as for
+    `plan_tiles`.
+    """
+    return plan_tiles(shape, **tiling).n_tiles
 
 
 def blend_window(
