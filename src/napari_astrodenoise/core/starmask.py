@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -498,17 +499,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def star_mask(
-    image: np.ndarray,
-    *,
-    channel_axis: int | None = None,
-    threshold: float = 5.0,
-    dilation: int = 2,
-    feather: float = 1.5,
-    background_size: int = 15,
-    min_pixels: int = 3,
-    min_contrast: float = 0.3,
-    saturation: float | None = None,
-    max_star_size: int | None = None,
+    image: np.ndarray, *, dilation: int = 2, feather: float = 1.5, **detection: Any
 ) -> np.ndarray:
     """Soft mask of the stars of a linear image, 1 on stars and 0 on sky and nebulosity.
 
@@ -517,26 +508,17 @@ def star_mask(
     image : ndarray
         Linear image: ``(H, W)``, ``(1, H, W)``, or colour with ``channel_axis``. NaN and inf
         pixels are ignored in the statistics and get mask 0.
-    channel_axis : int or None, optional
-        Axis of the channels of a colour image (0 for a FITS cube).
-    threshold : float, optional
-        Detection threshold in sigma of the local noise. Default 5.
     dilation : int, optional
         Radius in pixels (>= 0) by which the detected footprints grow, to cover the faint
         wings below the threshold. Default 2.
     feather : float, optional
         Sigma in pixels (>= 0) of the Gaussian edge outside the dilated footprint; 0 gives a
         hard mask. Default 1.5: the mask falls to ~0.05 about 3 px outside.
-    background_size : int, optional
-        Scale in pixels of the local background; see `detect_stars`. Default 15.
-    min_pixels : int, optional
-        Pixels above threshold needed in a 3x3 window; see `detect_stars`. Default 3.
-    min_contrast : float, optional
-        Contrast over the light a star sits on; see `detect_stars`. Default 0.3.
-    saturation : float or None, optional
-        Clipping level; see `detect_stars`. Default None: a plateau at the maximum.
-    max_star_size : int or None, optional
-        Widest accepted detection in pixels; see `detect_stars`. Default None.
+    **detection
+        The keywords of `detect_stars`, with its defaults: ``channel_axis`` (0 for a FITS
+        cube), ``threshold`` (sigma of the local noise, 5), ``background_size`` (15),
+        ``min_pixels`` (3), ``min_contrast`` (0.3), ``saturation`` (None: a plateau at the
+        maximum) and ``max_star_size`` (None).
 
     Returns
     -------
@@ -544,16 +526,7 @@ def star_mask(
         ``(H, W)`` float32 in [0, 1]; 0 where the input is NaN or inf.
     """
     _check_mask_options(dilation, feather)
-    found = detect_stars(
-        image,
-        channel_axis=channel_axis,
-        threshold=threshold,
-        background_size=background_size,
-        min_pixels=min_pixels,
-        min_contrast=min_contrast,
-        saturation=saturation,
-        max_star_size=max_star_size,
-    )
+    found = detect_stars(image, **detection)
     return mask_from_detections(found, dilation=dilation, feather=feather)
 
 
