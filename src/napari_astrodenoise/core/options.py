@@ -130,32 +130,31 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+#: What the two output weights share: a fraction from 0 to 1, in steps of 0.01 in a widget.
+_WEIGHT = {"must": "between 0 and 1", "minimum": 0.0, "maximum": 1.0, "step": 0.01}
+#: What the float safeguards share: >= 0, and 0 turns them off.
+_OFF_AT_ZERO = {"minimum": 0.0, "off": 0.0}
+
 OUTPUT = (
     Option(
         "strength",
         1.0,
         "how much of the network's change to keep: 1 all of it, 0 the input unchanged",
         "Strength",
-        must="between 0 and 1",
-        minimum=0.0,
-        maximum=1.0,
+        **_WEIGHT,
         card="ADSTRNTH",
         comment="denoise strength, 0..1",
         history="strength",
-        step=0.01,
     ),
     Option(
         "star_protection",
         0.0,
         "how much of the input to keep under the soft star mask (star cores), 0..1",
         "Star protection",
-        must="between 0 and 1",
-        minimum=0.0,
-        maximum=1.0,
+        **_WEIGHT,
         card="ADSTARPR",
         comment="star protection, 0..1",
         history="star protection",
-        step=0.01,
     ),
 )
 
@@ -239,12 +238,11 @@ SAFEGUARDS = (
         "keep the input's level, flux and colour at scales beyond this Gaussian sigma; 0: off",
         "Flux lock (px)",
         must="a number of pixels >= 0 (0: off)",
-        minimum=0.0,
+        **_OFF_AT_ZERO,
         unit="px",
         card="ADFLUXLK",
         comment="flux kept beyond this sigma, px",
         history="flux lock",
-        off=0.0,
         widget_max=256.0,
         step=1.0,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
@@ -256,12 +254,11 @@ SAFEGUARDS = (
         "change exceeds this many sigmas of their noise; 0: strict lock",
         "Lock threshold (σ)",
         must="a number of noise sigmas >= 0 (0: strict)",
-        minimum=0.0,
+        **_OFF_AT_ZERO,
         unit="sigma",
         card="ADLOCKTH",
         comment="flux lock threshold, sigma",
         history="lock threshold",
-        off=0.0,
         widget_max=10.0,
         step=0.5,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
@@ -272,12 +269,11 @@ SAFEGUARDS = (
         "keep every pixel within this many noise sigmas of the input; 0: off",
         "Change limit (σ)",
         must="a number of noise sigmas >= 0 (0: off)",
-        minimum=0.0,
+        **_OFF_AT_ZERO,
         unit="sigma",
         card="ADCHGLIM",
         comment="change kept within N noise sigma",
         history="change limit",
-        off=0.0,
         widget_max=100.0,
         step=0.5,
         see="napari_astrodenoise.core.safeguards.limit_change",
@@ -306,11 +302,10 @@ SAFEGUARDS = (
         "width; 0: off",
         "Star refit",
         must="a relative flux >= 0 (0: off)",
-        minimum=0.0,
+        **_OFF_AT_ZERO,
         card="ADREFIT",
         comment="star flux refit prior, 0: off",
         history="star refit",
-        off=0.0,
         widget_max=1.0,
         step=0.01,
         see="napari_astrodenoise.core.starrefit.refit_stars",
@@ -363,22 +358,30 @@ def with_options(
     group: Iterable[Option],
     *,
     like: Callable | None = None,
+    omit: Iterable[str] = (),
     returns: Any = inspect.Parameter.empty,
 ) -> Callable[[Callable], Callable]:
     """Decorate a function taking ``**options``: its signature and docstring list the group.
 
     ``inspect.signature``, ``help()`` and IDEs then show each option as a keyword-only
     argument with its default, and the docstring's ``Parameters`` gains one entry per option
-    (its help line and default), before ``Returns``. With ``like``, a function that only
-    forwards (``denoise(image, **kwargs)``) shows the other function's own arguments too.
+    (its help line and default), before ``Returns``. With ``like``, a function that forwards
+    (``denoise(image, **kwargs)``) shows the other function's own arguments too, after its
+    own, but for those named in ``omit``.
     """
     group = tuple(group)
+    hidden = {*_BY_NAME, *(o.name for o in group), *omit}
 
     def decorate(func: Callable) -> Callable:
         sig = inspect.signature(func)
-        own = inspect.signature(like) if like is not None else sig
-        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        params = [p for p in params if p.name not in {o.name for o in group}]
+        params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if like is not None:
+            params += [
+                p
+                for p in inspect.signature(like).parameters.values()
+                if p.kind is not p.VAR_KEYWORD and p.name not in sig.parameters
+            ]
+        params = [p for p in params if p.name not in hidden]
         params += [
             inspect.Parameter(
                 o.name,

@@ -22,6 +22,7 @@ take them as keywords.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -290,17 +291,20 @@ def denoise(image: np.ndarray, **kwargs: Any) -> np.ndarray:
     return drain(iter_denoise(image, **kwargs)).output()
 
 
-@with_options(TILING)
+#: The arguments of `iter_denoise` that say which model runs where on what layout; the other
+#: runs of the network (`iter_seam_map`) take them too, forwarded.
+_RUN_ARGUMENTS = ("model", "device", "channel_axis", "bayer", "batch_size")
+
+
+def _run_arguments(given: dict[str, Any]) -> dict[str, Any]:
+    """The run arguments taken out of ``given``, with `iter_denoise`'s defaults for the rest."""
+    params = inspect.signature(iter_denoise).parameters
+    return {name: given.pop(name, params[name].default) for name in _RUN_ARGUMENTS}
+
+
+@with_options(TILING, like=iter_denoise, omit=("star_mask",))
 def iter_seam_map(
-    image: np.ndarray,
-    *,
-    model: str | os.PathLike | LoadedModel = "default",
-    device: str = "auto",
-    channel_axis: int | None = None,
-    bayer: bool = False,
-    batch_size: int | None = None,
-    reference: str = "shifted",
-    **options: Any,
+    image: np.ndarray, *, reference: str = "shifted", **kwargs: Any
 ) -> Generator[tuple[int, int], None, SeamReport]:
     """Tile-seam difference map of a denoising run and its visibility in noise sigmas.
 
@@ -308,7 +312,8 @@ def iter_seam_map(
     shifted by half a stride, or whole-image inference with ``reference="whole"``); the
     difference shows exactly what the tiling adds. See
     :func:`napari_astrodenoise.core.diagnostics.measure_seams` for the metric. Arguments
-    are those of :func:`iter_denoise`, with the tiling options only.
+    are those of :func:`iter_denoise` (``model``, ``device``, ``channel_axis``, ``bayer``,
+    ``batch_size``), with the tiling options only.
 
     Yields ``(steps_done, steps_total)`` (a step is one batch of tiles of either run) and
     returns the report; :func:`seam_map` runs it to the end.
@@ -321,15 +326,10 @@ def iter_seam_map(
     """
     from napari_astrodenoise.core import diagnostics
 
-    tiles = resolve(options, TILING, caller="iter_seam_map")
+    run = _run_arguments(kwargs)
+    tiles = resolve(kwargs, TILING, caller="iter_seam_map")
     plane_map, chw, network_in, _bad, predictor, _settings = _prepare(
-        image,
-        channel_axis=channel_axis,
-        bayer=bayer,
-        model=model,
-        device=device,
-        batch_size=batch_size,
-        ensemble=option("ensemble").default,
+        image, ensemble=option("ensemble").default, **run
     )
     channels = chw.shape[0]
 
