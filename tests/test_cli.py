@@ -19,6 +19,11 @@ def _sky_file(path, shape=(64, 80), *, seed=0, **cards):
     return data
 
 
+def _denoise_argv(model, *args):
+    """``astrodenoise denoise`` with ``args`` (inputs, output, flags), 32 px tiles, quiet."""
+    return ["denoise", *args, "--model", model.path, "--tile-size", "32", "--quiet"]
+
+
 def _run(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -29,14 +34,7 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
     data = _sky_file(tmp_path / "in.fits")
     code, out, _ = _run(
         capsys,
-        "denoise",
-        tmp_path / "in.fits",
-        "-o",
-        tmp_path / "out.fits",
-        "--model",
-        random_model.path,
-        "--tile-size",
-        "32",
+        *_denoise_argv(random_model, tmp_path / "in.fits", "-o", tmp_path / "out.fits"),
         "--strength",
         "0.7",
         "--flux-lock",
@@ -51,7 +49,6 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
         "0.1",
         "--ensemble",
         "2",
-        "--quiet",
     )
     assert code == 0, out
     with fits.open(tmp_path / "out.fits") as hdul:
@@ -70,16 +67,7 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
 def test_colour_cube_comes_back_as_a_colour_cube(tmp_path, capsys, random_model):
     _sky_file(tmp_path / "rgb.fits", shape=(3, 40, 48))
     code, *_ = _run(
-        capsys,
-        "denoise",
-        tmp_path / "rgb.fits",
-        "-o",
-        tmp_path / "o.fits",
-        "--model",
-        random_model.path,
-        "--tile-size",
-        "32",
-        "--quiet",
+        capsys, *_denoise_argv(random_model, tmp_path / "rgb.fits", "-o", tmp_path / "o.fits")
     )
     assert code == 0
     assert fits.getdata(tmp_path / "o.fits").shape == (3, 40, 48)
@@ -88,17 +76,7 @@ def test_colour_cube_comes_back_as_a_colour_cube(tmp_path, capsys, random_model)
 def test_an_existing_output_is_never_overwritten_without_the_flag(tmp_path, capsys, random_model):
     _sky_file(tmp_path / "in.fits")
     (tmp_path / "out.fits").write_bytes(b"precious")
-    args = [
-        "denoise",
-        tmp_path / "in.fits",
-        "-o",
-        tmp_path / "out.fits",
-        "--model",
-        random_model.path,
-        "--tile-size",
-        "32",
-        "--quiet",
-    ]
+    args = _denoise_argv(random_model, tmp_path / "in.fits", "-o", tmp_path / "out.fits")
     code, _, err = _run(capsys, *args)
     assert code == cli.EXIT_BAD_INPUT
     assert "exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
@@ -116,17 +94,9 @@ def test_many_files_load_the_model_once(tmp_path, capsys, random_model, monkeypa
     monkeypatch.setattr(weights, "load_model", lambda *a, **k: calls.append(a) or real(*a, **k))
     for i in range(3):
         _sky_file(tmp_path / f"f{i}.fits", seed=i)
+    files = [tmp_path / f"f{i}.fits" for i in range(3)]
     code, _out, _ = _run(
-        capsys,
-        "denoise",
-        *(tmp_path / f"f{i}.fits" for i in range(3)),
-        "--output-dir",
-        tmp_path / "out",
-        "--model",
-        random_model.path,
-        "--tile-size",
-        "32",
-        "--quiet",
+        capsys, *_denoise_argv(random_model, *files, "--output-dir", tmp_path / "out")
     )
     assert code == 0
     assert len(calls) == 1

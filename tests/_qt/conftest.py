@@ -49,6 +49,29 @@ def notifications(monkeypatch):
 
 
 @pytest.fixture
+def viewer(make_napari_viewer):
+    """A napari viewer, closed after the test."""
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def dock_with_model(dock, random_model_path):
+    """``dock_with_model(viewer, display_name, tile_size)``: a widget docked from the manifest,
+    its model picker set to the small random test model on the CPU."""
+    from napari_astrodenoise._widgets._models import FROM_FILE
+
+    def make(viewer, name: str, tile_size: int):
+        w = dock(viewer, name)
+        w.picker.model.value = FROM_FILE
+        w.picker.model_file.value = random_model_path
+        w.picker.device.value = "cpu"
+        w.tile_size.value = tile_size
+        return w
+
+    return make
+
+
+@pytest.fixture
 def star_field():
     """``star_field(shape, n_stars=5, seed=0)``: a small noisy star field, (H, W) float32."""
     return _star_field

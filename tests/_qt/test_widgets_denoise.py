@@ -16,12 +16,7 @@ from napari_astrodenoise.core.predictor import TilePredictor
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer, random_model_path, star_field, flip, dock):
+def widget(viewer, star_field, flip, dock_with_model):
     """A docked Denoise widget on a flipped 96x96 mono image with a FITS header."""
     image = star_field((96, 96))
     header = fits.Header({"OBJECT": "test field"})
@@ -31,12 +26,7 @@ def widget(viewer, random_model_path, star_field, flip, dock):
         metadata={"fits_header": header, "wcs": None, "fits_kind": "mono"},
         **flip(image.shape),
     )
-    w = dock(viewer, "Denoise")
-    w.picker.model.value = FROM_FILE
-    w.picker.model_file.value = random_model_path
-    w.picker.device.value = "cpu"
-    w.tile_size.value = 64
-    return w
+    return dock_with_model(viewer, "Denoise", 64)
 
 
 @pytest.fixture
@@ -93,17 +83,14 @@ def test_run_adds_denoised_and_residual_layers_placed_with_provenance(viewer, wi
     assert denoised.contrast_limits == pytest.approx(source.contrast_limits)
 
 
-def test_colour_sample_denoises_as_an_rgb_layer(viewer, random_model_path, dock, run):
+def test_colour_sample_denoises_as_an_rgb_layer(viewer, dock_with_model, run):
     from napari_astrodenoise._reader import fits_layer_data
     from napari_astrodenoise._sample_data import synthetic_pair
 
     noisy, _ = synthetic_pair((64, 64))
     data, kwargs, _ = fits_layer_data(noisy)
     viewer.add_image(data, **kwargs)
-    w = dock(viewer, "Denoise")
-    w.picker.model.value = FROM_FILE
-    w.picker.model_file.value = random_model_path
-    w.tile_size.value = 32
+    w = dock_with_model(viewer, "Denoise", 32)
     run(w)
     out = viewer.layers["synthetic noisy denoised"]
     assert out.rgb and out.data.shape == (64, 64, 3)
@@ -231,15 +218,12 @@ def test_the_shipped_default_model_is_preselected(make_napari_viewer, monkeypatc
     w.native.deleteLater()
 
 
-def test_a_raw_bayer_frame_is_denoised_by_colour_sub_planes(viewer, random_model_path, dock, run):
+def test_a_raw_bayer_frame_is_denoised_by_colour_sub_planes(viewer, dock_with_model, run):
     rng = np.random.default_rng(3)
     raw = rng.normal(100, 5, (64, 64)).astype(np.float32)
     viewer.add_image(raw, name="raw", metadata={"bayer_pattern": "RGGB"})
-    w = dock(viewer, "Denoise")
+    w = dock_with_model(viewer, "Denoise", 32)
     w.image.value = viewer.layers["raw"]
-    w.picker.model.value = FROM_FILE
-    w.picker.model_file.value = random_model_path
-    w.tile_size.value = 32
     run(w)
     assert w.result.plane_map.bayer and w.result.original.shape == (4, 32, 32)
     assert viewer.layers["raw denoised"].data.shape == (64, 64)

@@ -7,26 +7,15 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise._widgets._common import world_matrix
-from napari_astrodenoise._widgets._models import FROM_FILE
 from napari_astrodenoise._widgets._tiles import TileOverlapWidget, grid_lines
 from napari_astrodenoise.core.tiling import tile_grid
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer, dock, star_field, flip, random_model_path):
+def widget(viewer, dock_with_model, star_field, flip):
     image = star_field((80, 112))
     viewer.add_image(image, name="field", **flip(image.shape))
-    w = dock(viewer, "Tile overlap")
-    w.picker.model.value = FROM_FILE
-    w.picker.model_file.value = random_model_path
-    w.picker.device.value = "cpu"
-    w.tile_size.value = 32
-    return w
+    return dock_with_model(viewer, "Tile overlap", 32)
 
 
 def test_grid_lines_sit_on_the_tile_edges():
@@ -69,13 +58,10 @@ def test_seam_measurement_adds_the_diff_layer_and_both_numbers(viewer, widget, w
     assert lo == pytest.approx(-hi) and hi > 0
 
 
-def test_colour_seam_map_is_one_plane(viewer, dock, random_model_path, wait_idle):
+def test_colour_seam_map_is_one_plane(viewer, dock_with_model, wait_idle):
     rng = np.random.default_rng(1)
     viewer.add_image(rng.normal(100, 5, (64, 64, 3)).astype(np.float32), name="rgb", rgb=True)
-    w = dock(viewer, "Tile overlap")
-    w.picker.model.value = FROM_FILE
-    w.picker.model_file.value = random_model_path
-    w.tile_size.value = 32
+    w = dock_with_model(viewer, "Tile overlap", 32)
     w.blend.value = "none"
     w.measure()
     wait_idle(w)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core.diagnostics import SeamReport, iter_measure_seams, measure_seams
+from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.tiling import count_tiles
 
 torch = pytest.importorskip("torch")
@@ -119,12 +120,7 @@ def test_progress_counts_both_runs_and_ends_at_total():
     image = _noise_image((1, 60, 90))
     gen = iter_measure_seams(image, lambda x: x, tile_size=32, batch_size=2, noise_sigma=1.0)
     steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            report = stop.value
-            break
+    report = drain(gen, steps.append)
     total = -(-count_tiles((60, 90), tile_size=32, overlap=0.25) // 2) + -(
         -count_tiles((60, 90), tile_size=32, overlap=0.25, grid_offset=(12, 12)) // 2
     )

@@ -6,21 +6,8 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core.fluxlock import block_reduce, coarse_sigma, lock_flux
-from napari_astrodenoise.core.options import turned_off
 from napari_astrodenoise.core.pipeline import denoise, iter_denoise
 from napari_astrodenoise.core.progress import drain
-
-
-def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = level + rng.normal(0, sigma, size=shape)
-    return img.astype(np.float32)
-
-
-#: the safeguards applied after the flux lock, off: the network (and lock) alone
-_AFTER_LOCK_OFF = {
-    k: v for k, v in turned_off().items() if k not in ("flux_lock", "lock_threshold")
-}
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +40,11 @@ def test_lock_flux_takes_out_large_scales_and_keeps_pixel_scale_work():
     np.testing.assert_array_equal(lock_flux(large.copy(), 0.0), large)  # 0: off
 
 
-def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
-    img = _sky((3, 96, 96), sigma=10.0)
-    opts = {"model": biased_model, "tile_size": 32, "channel_axis": 0, **_AFTER_LOCK_OFF}
+def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(
+    biased_model, sky, after_lock_off
+):
+    img = sky((3, 96, 96), sigma=10.0)
+    opts = {"model": biased_model, "tile_size": 32, "channel_axis": 0, **after_lock_off}
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, **opts)
     shift_free = (free - img).mean(axis=(1, 2))
@@ -64,13 +53,13 @@ def test_flux_lock_keeps_the_level_and_colour_a_model_would_move(biased_model):
     assert np.abs(shift_locked).max() < 0.01 * np.abs(shift_free).min()
 
 
-def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model):
-    img = _sky((96, 96), sigma=5.0)
+def test_flux_lock_keeps_the_flux_of_a_star_the_model_dims(random_model, sky, after_lock_off):
+    img = sky((96, 96), sigma=5.0)
     yy, xx = np.mgrid[:96, :96]
     img += 5_000 * np.exp(-((xx - 48) ** 2 + (yy - 47) ** 2) / (2 * 1.5**2))
     aperture = (xx - 48) ** 2 + (yy - 47) ** 2 <= 30**2
     flux_in = img[aperture].sum()
-    opts = {"model": random_model, "tile_size": 32, **_AFTER_LOCK_OFF}  # the lock alone
+    opts = {"model": random_model, "tile_size": 32, **after_lock_off}  # the lock alone
     free = denoise(img, flux_lock=0.0, **opts)
     locked = denoise(img, flux_lock=4.0, **opts)
     err_free = abs(free[aperture].sum() - flux_in)
@@ -186,8 +175,8 @@ def test_noise_aware_lock_leaves_no_change_alone_and_checks_its_arguments():
         denoise(noisy[0], lock_threshold=float("nan"))
 
 
-def test_denoise_records_the_lock_threshold(random_model):
-    img = _sky((64, 64))
+def test_denoise_records_the_lock_threshold(random_model, sky):
+    img = sky((64, 64))
     result = drain(iter_denoise(img, model=random_model, tile_size=32, lock_threshold=1.5))
     assert result.settings["lock_threshold"] == 1.5
     cards = result.provenance()["provenance"]

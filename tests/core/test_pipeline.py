@@ -6,22 +6,10 @@ import numpy as np
 import pytest
 
 from napari_astrodenoise.core import pipeline
-from napari_astrodenoise.core.options import defaults, turned_off
+from napari_astrodenoise.core.options import defaults
 from napari_astrodenoise.core.pipeline import denoise, iter_denoise, seam_map
 from napari_astrodenoise.core.predictor import TilePredictor
 from napari_astrodenoise.core.progress import drain
-
-
-def _sky(shape, *, level=1000.0, sigma=10.0, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = level + rng.normal(0, sigma, size=shape)
-    return img.astype(np.float32)
-
-
-#: the safeguards applied after the flux lock, off: the network (and lock) alone
-_AFTER_LOCK_OFF = {
-    k: v for k, v in turned_off().items() if k not in ("flux_lock", "lock_threshold")
-}
 
 
 @pytest.mark.parametrize(
@@ -31,9 +19,9 @@ _AFTER_LOCK_OFF = {
 )
 @pytest.mark.parametrize("ensemble", [1, 8])
 def test_identity_model_returns_the_input_bit_for_bit(
-    identity_model, shape, channel_axis, ensemble
+    identity_model, shape, channel_axis, ensemble, sky
 ):
-    img = _sky(shape)
+    img = sky(shape)
     out = denoise(
         img,
         model=identity_model,
@@ -52,16 +40,16 @@ def test_identity_model_returns_the_input_bit_for_bit(
     [(40_000.0, 50.0), (0.0, 1e-4), (-3.0, 0.2)],
     ids=["counts", "tiny", "negative"],
 )
-def test_data_range_is_never_clipped_or_rescaled(random_model, level, sigma):
-    img = _sky((48, 48), level=level, sigma=sigma)
+def test_data_range_is_never_clipped_or_rescaled(random_model, level, sigma, sky):
+    img = sky((48, 48), level=level, sigma=sigma)
     out = denoise(img, model=random_model, tile_size=32)
     # the output lives in the input's units: its level follows the input's, not [0, 1]
     assert abs(np.median(out) - level) < 5 * sigma
     assert np.abs(out - img).max() < 50 * sigma
 
 
-def test_nan_and_inf_come_back_where_they_were(random_model):
-    img = _sky((3, 50, 60))
+def test_nan_and_inf_come_back_where_they_were(random_model, sky):
+    img = sky((3, 50, 60))
     img[0, 10:14, 20:30] = np.nan
     img[1, 30, 5] = np.inf
     img[2, 0, 0] = -np.inf
@@ -71,8 +59,10 @@ def test_nan_and_inf_come_back_where_they_were(random_model):
     assert np.isfinite(out[np.isfinite(img)]).all()
 
 
-def test_strength_and_protection_reblend_without_running_the_network(random_model, monkeypatch):
-    img = _sky((3, 40, 40))
+def test_strength_and_protection_reblend_without_running_the_network(
+    random_model, monkeypatch, sky
+):
+    img = sky((3, 40, 40))
     result = drain(iter_denoise(img, model=random_model, tile_size=32, channel_axis=0))
     calls = []
     monkeypatch.setattr(TilePredictor, "__call__", lambda *a: calls.append(a))
@@ -88,8 +78,8 @@ def test_strength_and_protection_reblend_without_running_the_network(random_mode
     assert result.provenance(strength=0.5)["provenance"]["ADSTRNTH"][0] == 0.5
 
 
-def test_star_protection_keeps_star_cores_closer_to_the_input(random_model):
-    img = _sky((64, 64), sigma=5.0)
+def test_star_protection_keeps_star_cores_closer_to_the_input(random_model, sky):
+    img = sky((64, 64), sigma=5.0)
     yy, xx = np.mgrid[:64, :64]
     img += 20_000 * np.exp(-((xx - 32) ** 2 + (yy - 30) ** 2) / (2 * 1.5**2))
     result = drain(iter_denoise(img, model=random_model, tile_size=32))
@@ -100,8 +90,8 @@ def test_star_protection_keeps_star_cores_closer_to_the_input(random_model):
     assert np.abs(kept[core] - img[core]).max() < 0.2 * np.abs(plain[core] - img[core]).max()
 
 
-def test_progress_counts_up_to_the_total_and_the_run_can_stop_early(random_model):
-    img = _sky((3, 100, 100))
+def test_progress_counts_up_to_the_total_and_the_run_can_stop_early(random_model, sky):
+    img = sky((3, 100, 100))
     gen = iter_denoise(img, model=random_model, tile_size=32, batch_size=2, channel_axis=0)
     steps = [next(gen) for _ in range(2)]
     gen.close()  # a Cancel between batches
@@ -111,8 +101,8 @@ def test_progress_counts_up_to_the_total_and_the_run_can_stop_early(random_model
     assert seen[-1][0] == seen[-1][1]
 
 
-def test_provenance_records_model_hash_and_settings(random_model):
-    result = drain(iter_denoise(_sky((40, 40)), model=random_model, tile_size=32, overlap=0.5))
+def test_provenance_records_model_hash_and_settings(random_model, sky):
+    result = drain(iter_denoise(sky((40, 40)), model=random_model, tile_size=32, overlap=0.5))
     meta = result.provenance()
     cards = meta["provenance"]
     assert cards["ADMSHA"][0] == random_model.sha256
@@ -126,8 +116,8 @@ def test_provenance_records_model_hash_and_settings(random_model):
     assert random_model.sha256[:16] in meta["history"][0]
 
 
-def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model):
-    img = _sky((3, 160, 160), sigma=10.0)
+def test_gaussian_blending_hides_seams_that_naive_tiles_show(random_model, sky):
+    img = sky((3, 160, 160), sigma=10.0)
     smooth = seam_map(img, model=random_model, tile_size=64, overlap=0.25, channel_axis=0)
     naive = seam_map(img, model=random_model, tile_size=64, blend="none", channel_axis=0)
     assert smooth.diff.shape == (3, 160, 160)  # the caller's layout
@@ -161,10 +151,12 @@ def test_bad_arguments_get_a_clear_message(random_model, kwargs, message):
         denoise(image, model=random_model, tile_size=32, **kwargs)
 
 
-def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(random_model):
-    grey = _sky((32, 32), seed=4)  # one tile, so no blending between the two runs
+def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(
+    random_model, sky, after_lock_off
+):
+    grey = sky((32, 32), seed=4)  # one tile, so no blending between the two runs
     # the network path alone: the change limit, star refit and peak cap work per channel
-    opts = {"model": random_model, "tile_size": 32, **_AFTER_LOCK_OFF}
+    opts = {"model": random_model, "tile_size": 32, **after_lock_off}
     out_mono = denoise(grey, **opts)
     out_rgb = denoise(np.stack([grey] * 3), channel_axis=0, **opts)
     # mono = inverse(mean of the three network channels); the stretch is monotonic, so the
@@ -176,8 +168,8 @@ def test_mono_goes_through_the_colour_model_as_grey_and_comes_back_averaged(rand
 
 
 @pytest.mark.parametrize("shape", [(40, 52), (41, 53), (2, 2)], ids=["even", "odd", "2x2"])
-def test_bayer_mosaic_round_trips_bit_for_bit_through_its_sub_planes(identity_model, shape):
-    img = _sky(shape)
+def test_bayer_mosaic_round_trips_bit_for_bit_through_its_sub_planes(identity_model, shape, sky):
+    img = sky(shape)
     out = denoise(img, model=identity_model, tile_size=32, bayer=True)
     assert out.shape == img.shape
     np.testing.assert_array_equal(out, img)
@@ -223,16 +215,16 @@ def noise_models(tmp_path_factory):
 
 @pytest.mark.parametrize(("shape", "channel_axis"), [((45, 70), None), ((3, 40, 52), 0)])
 def test_a_noise_channel_identity_model_returns_the_input_bit_for_bit(
-    noise_models, shape, channel_axis
+    noise_models, shape, channel_axis, sky
 ):
-    img = _sky(shape)
+    img = sky(shape)
     img.flat[7] = np.nan
     out = denoise(img, model=noise_models[0], tile_size=32, channel_axis=channel_axis)
     np.testing.assert_array_equal(out, img)
 
 
-def test_a_noise_channel_model_is_given_the_frames_noise_map(noise_models, monkeypatch):
-    img = _sky((3, 64, 64), sigma=10.0)
+def test_a_noise_channel_model_is_given_the_frames_noise_map(noise_models, monkeypatch, sky):
+    img = sky((3, 64, 64), sigma=10.0)
     opts = {"model": noise_models[1], "tile_size": 32, "channel_axis": 0}
     result = drain(iter_denoise(img, **opts))
     assert set(result.settings["noise_prefit"]) == {"sky", "floor", "slope"}
@@ -253,8 +245,8 @@ def test_a_noise_channel_model_is_given_the_frames_noise_map(noise_models, monke
     assert "noise_prefit" not in plain.settings  # only models with the channel get one
 
 
-def test_a_noise_channel_model_tiles_without_seams(noise_models):
-    img = _sky((3, 160, 160), sigma=10.0)
+def test_a_noise_channel_model_tiles_without_seams(noise_models, sky):
+    img = sky((3, 160, 160), sigma=10.0)
     model = noise_models[1]
     smooth = seam_map(img, model=model, tile_size=64, overlap=0.25, channel_axis=0)
     naive = seam_map(img, model=model, tile_size=64, blend="none", channel_axis=0)

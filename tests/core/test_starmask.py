@@ -54,6 +54,14 @@ def third_brightest_snr(scene: SkyScene) -> tuple[np.ndarray, np.ndarray, np.nda
     return iy, ix, amplitude / (sigma / np.sqrt(scene.image.shape[0]))
 
 
+def assert_bright_stars_covered(scene: SkyScene, mask: np.ndarray, *, at_least: int) -> None:
+    """At least ``at_least`` stars stand 7 sigma out (`third_brightest_snr`); all are masked."""
+    iy, ix, snr = third_brightest_snr(scene)
+    bright = snr > 7.0
+    assert bright.sum() >= at_least
+    assert np.all(mask[iy[bright], ix[bright]] > 0.5)
+
+
 def smooth_nebula(size: int = 256, seed: int = 0) -> np.ndarray:
     """Sky of 1000 plus broad emission blobs up to five times brighter; no stars."""
     rng = np.random.default_rng(seed)
@@ -79,11 +87,7 @@ def test_mask_is_float32_in_unit_range_with_the_image_shape():
 
 def test_stars_well_above_threshold_are_covered():
     scene, noisy = star_field(2)
-    mask = star_mask(noisy, threshold=5.0)
-    iy, ix, snr = third_brightest_snr(scene)
-    bright = snr > 7.0
-    assert bright.sum() >= 20
-    assert np.all(mask[iy[bright], ix[bright]] > 0.5)
+    assert_bright_stars_covered(scene, star_mask(noisy, threshold=5.0), at_least=20)
 
 
 def test_sky_far_from_stars_is_zero():
@@ -228,11 +232,7 @@ def test_colour_and_mono_agree_on_a_grey_image():
 
 def test_colour_scene_uses_the_luminance():
     scene, noisy = star_field(13, channels=3)
-    mask = star_mask(noisy, channel_axis=0)
-    iy, ix, snr = third_brightest_snr(scene)
-    bright = snr > 7.0
-    assert bright.sum() >= 10
-    assert np.all(mask[iy[bright], ix[bright]] > 0.5)
+    assert_bright_stars_covered(scene, star_mask(noisy, channel_axis=0), at_least=10)
 
 
 def test_dilation_and_feather_shape_the_mask():

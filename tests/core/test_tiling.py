@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.tiling import (
     WEIGHT_FLOOR,
     blend_window,
@@ -98,12 +99,7 @@ def test_progress_is_monotone_and_ends_at_total():
     total = count_tiles((100, 130), tile_size=32, overlap=0.5)
     gen = iter_tiled(image, predictor, tile_size=32, overlap=0.5, batch_size=5)
     progress = []
-    while True:
-        try:
-            progress.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = drain(gen, progress.append)
     done = [d for d, _ in progress]
     assert all(t == total for _, t in progress)
     assert done == sorted(set(done))
