@@ -17,7 +17,8 @@ from napari_astrodenoise.finetune import FinetuneProgress, finetune, iter_finetu
 from napari_astrodenoise.finetune.loop import MonoNet
 
 SEQUENCES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sequences"
-FLAT = (slice(100, 140), slice(20, 60))  # a patch of bare sky in the clean field
+CLEAR = (slice(100, 170), slice(10, 80))  # no stars here: bare sky
+SKY_PATCH = (slice(112, 158), slice(20, 70))
 SHIFT = (3, -4)
 
 
@@ -30,7 +31,7 @@ def models_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def field():
-    return star_field((180, 180), seed=11, n_bright=30, n_faint=16, keep_clear=FLAT)
+    return star_field((180, 180), seed=11, n_bright=30, n_faint=25, keep_clear=CLEAR)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +80,10 @@ def _denoise(model, frame: np.ndarray) -> np.ndarray:
 def test_a_short_finetune_lowers_the_validation_loss(trained):
     result, _ = trained
     assert result.steps == 250 and result.stopped == "steps"
-    # identity: about 2 (input noise + target noise); a denoiser approaches 1
-    assert result.val_loss_before == pytest.approx(2.0, abs=0.15)
-    assert result.val_loss_after < 1.15
+    # identity: about 2 on the sky (input noise + target noise), less on stars; a perfect
+    # denoiser about 1 on the sky
+    assert result.val_loss_before > 1.5
+    assert result.val_loss_after < 0.65 * result.val_loss_before
     assert result.improved
 
 
@@ -94,21 +96,19 @@ def test_the_finetuned_model_is_unbiased_on_flat_sky_and_faint_stars(trained, fi
     frame = noisy(view, 99)  # a new exposure: never seen in training
     out = _denoise(result.model, frame)
     sigma = np.sqrt(SKY + 25.0)
-    flat = (
-        slice(FLAT[0].start - oy, FLAT[0].stop - oy),
-        slice(FLAT[1].start - ox, FLAT[1].stop - ox),
-    )
-    assert out[flat].std() < 0.2 * sigma  # it does denoise
-    assert out[flat].mean() == pytest.approx(float(view[flat].mean()), abs=0.1 * sigma)
+    sky = (slice(SKY_PATCH[0].start - oy, SKY_PATCH[0].stop - oy), SKY_PATCH[1])
+    assert out[sky].std() < 0.1 * sigma  # it does denoise
+    # the mean of 2300 pixels: its own noise is 0.02 sigma
+    assert out[sky].mean() == pytest.approx(float(view[sky].mean()), abs=0.1 * sigma)
     yy, xx = np.mgrid[0:160, 0:160]
     true_flux = out_flux = 0.0
     for y, x, _f in faint:
-        y, x = y - oy, x - ox
-        aperture = (yy - y) ** 2 + (xx - x) ** 2 <= 16
+        aperture = (yy - (y - oy)) ** 2 + (xx - (x - ox)) ** 2 <= 16
         true_flux += float((view[aperture] - SKY).sum())
         out_flux += float((out[aperture] - SKY).sum())
-    # 16 stars of 6-sigma peaks: the aperture sums' own noise is ~1.1 %
-    assert out_flux == pytest.approx(true_flux, rel=0.04)
+    # 21 stars with 6-sigma peaks: the aperture sums' own noise is ~1.5 % (+1.6 % measured); a
+    # 250-step network's flux at such stars moves by a few % with its training
+    assert out_flux == pytest.approx(true_flux, rel=0.05)
 
 
 @pytest.mark.slow
@@ -296,3 +296,24 @@ def test_two_real_bayer_frames_fine_tune_the_shipped_model(models_dir):
     assert ft["regions"]["units"] == "pixels of the mosaics"
     assert all(v % 2 == 0 for box in ft["regions"]["crop_boxes_y0_y1_x0_x1"] for v in box)
     assert np.isfinite(result.val_loss_before) and result.steps == 2
+
+
+def test_frames_with_some_nan_train_with_finite_losses(pair, identity_model_path, models_dir):
+    a, b = (f.copy() for f in pair)
+    a[20:50, 30:90] = np.nan  # a satellite-trail mask, a dead column
+    b[:, 70] = np.nan
+    result = finetune([a, b], base=identity_model_path, name="nan", **_quick(max_steps=5))
+    assert np.isfinite(result.val_loss_before) and np.isfinite(result.val_loss_after)
+
+
+def test_importing_finetune_loads_no_gui_and_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_astrodenoise.finetune; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'napari', 'qtpy', 'magicgui', 'torch'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

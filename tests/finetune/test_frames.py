@@ -28,16 +28,21 @@ def _write(path, data, **cards):
 
 
 def test_fits_frames_carry_their_name_hash_and_camera_cards(tmp_path):
-    path = _write(tmp_path / "light_001.fits", _noise(), INSTRUME="Cam", EXPTIME=60.0,
-                  BAYERPAT="RGGB")  # fmt: skip
+    path = _write(
+        tmp_path / "light_001.fits", _noise(), INSTRUME="Cam", EXPTIME=60.0, BAYERPAT="RGGB"
+    )
     (sub,) = load_frames([path])
     assert sub.name == "light_001"
     assert len(sub.sha256) == 64
     assert sub.bayer_pattern == "RGGB"
     assert sub.record() == {
-        "name": "light_001", "shape": [128, 128], "sha256": sub.sha256,
-        "bayer_pattern": "RGGB", "instrume": "Cam", "exptime": 60.0,
-    }  # fmt: skip
+        "name": "light_001",
+        "shape": [128, 128],
+        "sha256": sub.sha256,
+        "bayer_pattern": "RGGB",
+        "instrume": "Cam",
+        "exptime": 60.0,
+    }
     (arr,) = load_frames([_noise()])
     assert arr.record() == {"name": "array 0", "shape": [128, 128]}
     assert load_frames([path], bayer=False)[0].bayer_pattern is None
@@ -54,8 +59,9 @@ def test_fits_frames_carry_their_name_hash_and_camera_cards(tmp_path):
 )
 def test_frames_of_another_camera_or_exposure_are_refused(tmp_path, cards_b, match):
     a = _write(tmp_path / "a.fits", _noise(seed=1), INSTRUME="Cam", EXPTIME=60.0)
-    b = _write(tmp_path / "b.fits", _noise(seed=2), **{"INSTRUME": "Cam", "EXPTIME": 60.0,
-                                                      **cards_b})  # fmt: skip
+    b = _write(
+        tmp_path / "b.fits", _noise(seed=2), **{"INSTRUME": "Cam", "EXPTIME": 60.0, **cards_b}
+    )
     with pytest.raises(ValueError, match=match):
         check_frames(load_frames([a, b]))
 

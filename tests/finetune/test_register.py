@@ -90,8 +90,9 @@ def test_levels_are_matched_for_transparency_and_sky_drift():
     b = noisy(0.8 * clean + 40.0, 2)  # thinner cloud, brighter sky
     reg = register(_subs(a, b))
     labels = reg.detections[0].labels
-    level = match_levels(split_planes(a, bayer=False), split_planes(b, bayer=False), labels,
-                         cell=1)  # fmt: skip
+    level = match_levels(
+        split_planes(a, bayer=False), split_planes(b, bayer=False), labels, cell=1
+    )
     assert level.gain == pytest.approx(0.8, rel=0.02)
     assert level.offsets[0] == pytest.approx(40.0, abs=3.0)
     matched = level.apply(split_planes(b, bayer=False))[0]

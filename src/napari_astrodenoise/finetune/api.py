@@ -252,13 +252,13 @@ def iter_finetune(
     torch.manual_seed(seed)
     module = _trainable_copy(loaded)
     settings = TrainSettings(
-        batch_size,
-        learning_rate,
-        60.0 * minutes,
-        max_steps,
-        validate_every,
-        patience,
-        validation_tiles,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        budget_s=60.0 * minutes,
+        max_steps=max_steps,
+        validate_every=validate_every,
+        patience=patience,
+        validation_tiles=validation_tiles,
     )
     loop = train(
         module,
@@ -271,6 +271,7 @@ def iter_finetune(
     outcome = yield from report.training(loop)
     yield report.done(f"saving model {name!r} to {target.parent}", outcome)
     record.update(training_record(outcome, loaded, subs, settings, seed=seed, started=started))
+    weights.user_model_path(name, overwrite=overwrite)  # again: another run may have saved it
     path = weights.save_model(
         module,
         target,

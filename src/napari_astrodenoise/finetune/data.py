@@ -12,9 +12,15 @@ and goes to the network as a mono plane, as inference feeds it. What a tile carr
   frame's stretch (measured on the whole frame, as inference measures it);
 - ``target``: the target in LINEAR units (the other frame of the pair, or for a single frame
   its Neighbor2Neighbor sub-sample), NaN replaced by 0;
-- ``weight``: ``1 / variance`` of the target's noise from its noise level function at the
-  level of the INPUT (a 3 x 3 box mean), 0 where a pixel is not finite. It never depends on
-  the target's own noise, so the weighted squared error's optimum is ``E[target | input]``.
+- ``weight``: ``1 / (variance * (1 + z^2))``, 0 where a pixel is not finite. ``variance``
+  is the target's noise from its noise level function at the level of the INPUT (a 3 x 3
+  box mean), ``z = (level - background) / scale`` the input level in stretch units, so
+  ``1 / (1 + z^2)`` is the squared slope of the asinh there: the balance. With ``1 /
+  variance`` alone a bright star's core, where a small change in network space is a large
+  one in linear units, pulls hundreds of times harder on the network than the sky and the
+  sky learns slowly; balanced, each pixel pulls on the network-space output about as it
+  would in the stretched loss, while the target stays linear. Neither factor depends on the
+  target's own noise, so the weighted squared error's optimum is ``E[target | input]``.
 """
 
 from __future__ import annotations
@@ -167,6 +173,8 @@ class TileSampler:
         level = uniform_filter(filled, size=3, mode="nearest")
         var = np.square(dst.profile.sigma(p, level))
         np.maximum(var, np.float32(dst.floor[p]), out=var)
+        z = (level - np.float32(bg)) / np.float32(src.stretch.scale)
+        var *= 1.0 + z * z  # the balance: the stretch's slope at the input level, squared
         weight = np.where(ok, 1.0 / var, 0.0).astype(np.float32)
         target = np.where(ok, t_tile, 0.0).astype(np.float32)
         return net, target, weight, np.float32(bg), np.float32(src.stretch.scale)

@@ -5,14 +5,16 @@ stretch is biased (Jensen: ``E[asinh(t)] != asinh(E[t])``), and a Noise2Noise mo
 against it learns that bias. So the output goes back to LINEAR units with the stretch's exact
 inverse, ``x = background + scale * sinh(y)``, and is compared with the linear target:
 
-    loss = mean(rho(sqrt(w) * (x - target))),   w = 1 / variance(input level)
+    loss = mean(rho(sqrt(w) * (x - target))),   w = 1 / (variance(level) * (1 + z(level)^2))
 
 where ``rho(e) = e^2`` for ``|e| <= 6`` and linear beyond (a cosmic ray or a hot pixel in the
-target does not steer the step; for noise with tails that light the bias is negligible). The
-weight comes from the target's noise level function evaluated at the INPUT's level, never at
-the target's own noisy value, so the optimum is ``E[target | input]``: the mean of what the
-sky gives. The loss of a perfect denoiser is about 1 (the target's own noise), of the
-identity about 2.
+target does not steer the step; for noise with tails that light the bias is negligible).
+``level`` is the INPUT's local mean, ``variance`` the target's noise level function there
+and ``z`` the level in stretch units (the second factor balances bright stars against the
+sky; see :mod:`~napari_astrodenoise.finetune.data`). The weight never depends on the
+target's own noisy value, so the optimum is ``E[target | input]``: the mean of what the sky
+gives. On the sky the loss of a perfect denoiser is about 1 (the target's own noise), of the
+identity about 2; star cores count less.
 
 A single frame has no second frame to learn from: Neighbor2Neighbor (Huang et al., CVPR
 2021) cuts two sub-images from each 2 x 2 cell, learns one from the other with the same loss,
