@@ -198,7 +198,7 @@ def test_missing_model_file_and_bad_mask_are_notifications(viewer, widget, notif
 def test_without_a_shipped_model_the_file_chooser_shows(
     make_napari_viewer, monkeypatch, notifications
 ):
-    monkeypatch.setattr(_models, "_shipped", lambda: ([], None))
+    monkeypatch.setattr(_models, "_model_choices", lambda: [])
     viewer = make_napari_viewer()
     w = DenoiseWidget(viewer)
     assert w.picker.model.choices == (FROM_FILE,)
@@ -208,7 +208,9 @@ def test_without_a_shipped_model_the_file_chooser_shows(
 
 
 def test_the_shipped_default_model_is_preselected(make_napari_viewer, monkeypatch):
-    monkeypatch.setattr(_models, "_shipped", lambda: (["best", "older"], "best"))
+    monkeypatch.setattr(
+        _models, "_model_choices", lambda: [("best (default)", "best"), ("older", "older")]
+    )
     viewer = make_napari_viewer()
     w = DenoiseWidget(viewer)
     assert w.picker.model.value == "best"

@@ -38,7 +38,10 @@ def _model_choices() -> list[tuple[str, str]]:
 def announce_model(name: str) -> None:
     """A model was just saved: every picker lists it, and selects it."""
     for picker in list(_PICKERS):
-        picker.refresh(select=name)
+        try:
+            picker.refresh(select=name)
+        except RuntimeError:  # its Qt widget was closed and deleted
+            _PICKERS.discard(picker)
 
 
 class ModelPicker(Container):
