@@ -19,6 +19,8 @@ _LAZY = {
     "DenoiseResult": "napari_astrodenoise.core.pipeline",
     "seam_map": "napari_astrodenoise.core.pipeline",
     "star_mask": "napari_astrodenoise.core.starmask",
+    "finetune": "napari_astrodenoise.finetune",
+    "iter_finetune": "napari_astrodenoise.finetune",
     "load_model": "napari_astrodenoise.core.weights",
     "list_models": "napari_astrodenoise.core.weights",
     "read_fits": "napari_astrodenoise.fits_io",
@@ -29,7 +31,9 @@ __all__ = [
     "DenoiseResult",
     "__version__",
     "denoise",
+    "finetune",
     "iter_denoise",
+    "iter_finetune",
     "iter_seam_map",
     "list_models",
     "load_model",
@@ -49,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from napari_astrodenoise.core.starmask import star_mask
     from napari_astrodenoise.core.weights import list_models, load_model
+    from napari_astrodenoise.finetune import finetune, iter_finetune
     from napari_astrodenoise.fits_io import read_fits, write_fits
 
 

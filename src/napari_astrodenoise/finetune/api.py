@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_astrodenoise.core.tiling import drain
+from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.weights import LoadedModel
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
 from napari_astrodenoise.finetune.loop import TrainEvent, TrainOutcome, TrainSettings, train
