@@ -10,7 +10,7 @@ import napari.layers
 import napari.viewer
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, create_widget
+from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, create_widget
 
 from napari_astrodenoise._widgets._annotation_io import (
     CATEGORIES,
@@ -21,6 +21,7 @@ from napari_astrodenoise._widgets._annotation_io import (
 )
 from napari_astrodenoise._widgets._common import (
     ROLE,
+    Panel,
     find_layer,
     image_hw,
     notify_error,
@@ -91,7 +92,7 @@ def set_layer_annotations(points: Any, annotations: Annotations) -> None:
     points.refresh_colors(update_color_mapping=False)
 
 
-class AnnotationWidget(Container):
+class AnnotationWidget(Panel):
     """Mark artifacts with a category and a note; export and import CSV or DS9 regions.
 
     "New annotation layer" adds ``<image> artifacts`` (napari's points layer, in add mode);
@@ -101,32 +102,20 @@ class AnnotationWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.image = create_widget(label="Image", annotation=napari.layers.Image)
-        self.points = create_widget(
-            label="Annotations", annotation=napari.layers.Points | None, value=None
+        super().__init__()
+        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.points = self.add(
+            create_widget(label="Annotations", annotation=napari.layers.Points | None, value=None)
         )
-        self.category = ComboBox(label="Category", choices=CATEGORIES, value="other")
-        self.note = LineEdit(label="Note", value="")
-        self.new_button = PushButton(text="New annotation layer")
-        self.apply_button = PushButton(text="Apply to selected points")
-        self.file = FileEdit(
-            label="File", mode="w", filter="CSV or DS9 regions (*.csv *.reg *.ds9)"
+        self.category = self.add(ComboBox(label="Category", choices=CATEGORIES, value="other"))
+        self.note = self.add(LineEdit(label="Note", value=""))
+        self.new_button = self.add(PushButton(text="New annotation layer"))
+        self.apply_button = self.add(PushButton(text="Apply to selected points"))
+        self.file = self.add(
+            FileEdit(label="File", mode="w", filter="CSV or DS9 regions (*.csv *.reg *.ds9)")
         )
-        self.export_button = PushButton(text="Export")
-        self.import_button = PushButton(text="Import")
-        super().__init__(
-            widgets=[
-                self.image,
-                self.points,
-                self.category,
-                self.note,
-                self.new_button,
-                self.apply_button,
-                self.file,
-                self.export_button,
-                self.import_button,
-            ]
-        )
+        self.export_button = self.add(PushButton(text="Export"))
+        self.import_button = self.add(PushButton(text="Import"))
         self.category.changed.connect(self._set_defaults)
         self.note.changed.connect(self._set_defaults)
         self.points.changed.connect(self._set_defaults)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from magicgui.widgets import Container, Widget
 from napari.layers import Image, Layer
 from napari.qt.threading import thread_worker
 from napari.utils import progress
@@ -14,6 +15,8 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from napari_astrodenoise.fits_io import default_contrast_limits
+
+W = TypeVar("W", bound=Widget)
 
 #: metadata key naming what a layer made by these widgets holds
 ROLE = "astrodenoise_role"
@@ -297,6 +300,22 @@ def set_signed_contrast(layer: Image) -> None:
     """Centred display of a difference layer (residual, seam map); gamma 1."""
     layer.contrast_limits = signed_limits(layer.data)
     layer.gamma = 1.0
+
+
+# ------------------------------------------------------------------------------ panels
+
+
+class Panel(Container):
+    """A widget container filled in display order: ``self.run = self.add(PushButton(...))``.
+
+    Each control is placed where it is made, so a panel's layout is read top to bottom in
+    its ``__init__`` and never listed twice.
+    """
+
+    def add(self, widget: W) -> W:
+        """Append ``widget`` below the others and return it."""
+        self.append(widget)
+        return widget
 
 
 # ------------------------------------------------------------------------------ jobs

@@ -11,7 +11,6 @@ import napari.layers
 import napari.viewer
 import numpy as np
 from magicgui.widgets import (
-    Container,
     Label,
     PushButton,
     create_widget,
@@ -20,6 +19,7 @@ from magicgui.widgets import (
 from napari_astrodenoise._widgets._common import (
     ROLE,
     LatestRunner,
+    Panel,
     Task,
     engine_planes,
     image_hw,
@@ -93,7 +93,7 @@ def reblend(result: Any, image: np.ndarray, strength: float, star_protection: fl
     return _Blend(result, out, residual.astype(np.float32, copy=False), strength, star_protection)
 
 
-class DenoiseWidget(Container):
+class DenoiseWidget(Panel):
     """Denoise an image layer with the ResUNet, tile by tile, in a background thread.
 
     Results are the layers ``<name> denoised`` and ``<name> residual`` (input minus
@@ -104,27 +104,21 @@ class DenoiseWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.image = create_widget(label="Image", annotation=napari.layers.Image)
-        self.picker = ModelPicker()
+        super().__init__()
+        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.picker = self.add(ModelPicker())
         self.controls = option_controls(DENOISE)
-        self.star_mask = create_widget(
-            label="Star mask", annotation=napari.layers.Image | None, value=None
+        for o in OUTPUT:
+            self.add(self.controls[o.name])
+        self.star_mask = self.add(
+            create_widget(label="Star mask", annotation=napari.layers.Image | None, value=None)
         )
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        super().__init__(
-            widgets=[
-                self.image,
-                self.picker,
-                *(self.controls[o.name] for o in OUTPUT),
-                self.star_mask,
-                *(self.controls[o.name] for o in DENOISE if o not in OUTPUT),
-                self.run_button,
-                self.cancel_button,
-                self.status,
-            ]
-        )
+        for o in DENOISE:
+            if o not in OUTPUT:
+                self.add(self.controls[o.name])
+        self.run_button = self.add(PushButton(text="Run"))
+        self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
+        self.status = self.add(Label(value=""))
         self.task = Task("Denoising", returned=self._finished, state=self._running)
         self._reblender = LatestRunner(reblend, self._show)
         self._run: _Run | None = None

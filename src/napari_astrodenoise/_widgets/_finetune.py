@@ -12,7 +12,6 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -21,7 +20,13 @@ from magicgui.widgets import (
     Select,
 )
 
-from napari_astrodenoise._widgets._common import Task, engine_planes, notify_error, unwrap
+from napari_astrodenoise._widgets._common import (
+    Panel,
+    Task,
+    engine_planes,
+    notify_error,
+    unwrap,
+)
 from napari_astrodenoise._widgets._models import announce_model
 
 #: shortest budget offered, minutes (a real fine-tune wants several)
@@ -83,7 +88,7 @@ class LossPlot:
         self.canvas.draw_idle()
 
 
-class FinetuneWidget(Container):
+class FinetuneWidget(Panel):
     """Fine-tune the model on two or more sub-exposures of one target (image layers or files).
 
     Each frame learns from another (Noise2Noise), so the model sees the camera's real
@@ -94,44 +99,41 @@ class FinetuneWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.layers = Select(
-            label="Frames",
-            choices=self._image_layers,
-            tooltip="Two or more raw sub-exposures of one target (Ctrl/Shift-click)",
+        super().__init__()
+        self.layers = self.add(
+            Select(
+                label="Frames",
+                choices=self._image_layers,
+                tooltip="Two or more raw sub-exposures of one target (Ctrl/Shift-click)",
+            )
         )
-        self.files = FileEdit(
-            label="or files",
-            mode="rm",
-            filter="FITS files (*.fits *.fit *.fts)",
-            tooltip="FITS sub-exposures to use instead of layers",
+        self.files = self.add(
+            FileEdit(
+                label="or files",
+                mode="rm",
+                filter="FITS files (*.fits *.fit *.fts)",
+                tooltip="FITS sub-exposures to use instead of layers",
+            )
         )
-        self.name_edit = LineEdit(label="Name", value="my-camera", tooltip="Name of the new model")
-        self.minutes = FloatSpinBox(
-            label="Minutes",
-            min=MIN_MINUTES,
-            max=240.0,
-            step=1.0,
-            value=10.0,
-            tooltip="Time budget; training also stops when the validation loss stops improving",
+        self.name_edit = self.add(
+            LineEdit(label="Name", value="my-camera", tooltip="Name of the new model")
         )
-        self.single = CheckBox(label="Single frame (no pair)", value=False)
-        self.overwrite = CheckBox(label="Replace a model of that name", value=False)
-        self.run_button = PushButton(text="Fine-tune")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        super().__init__(
-            widgets=[
-                self.layers,
-                self.files,
-                self.name_edit,
-                self.minutes,
-                self.single,
-                self.overwrite,
-                self.run_button,
-                self.cancel_button,
-                self.status,
-            ]
+        self.minutes = self.add(
+            FloatSpinBox(
+                label="Minutes",
+                min=MIN_MINUTES,
+                max=240.0,
+                step=1.0,
+                value=10.0,
+                tooltip="Time budget; training also stops when the validation loss stops "
+                "improving",
+            )
         )
+        self.single = self.add(CheckBox(label="Single frame (no pair)", value=False))
+        self.overwrite = self.add(CheckBox(label="Replace a model of that name", value=False))
+        self.run_button = self.add(PushButton(text="Fine-tune"))
+        self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
+        self.status = self.add(Label(value=""))
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot.canvas)
         self.curves = _Curves()

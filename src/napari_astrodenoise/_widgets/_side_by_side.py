@@ -9,10 +9,11 @@ from typing import Any
 import napari
 import napari.layers
 import napari.viewer
-from magicgui.widgets import CheckBox, Container, PushButton, create_widget
+from magicgui.widgets import CheckBox, PushButton, create_widget
 from napari.experimental import link_layers, unlink_layers
 
 from napari_astrodenoise._widgets._common import (
+    Panel,
     find_layer,
     notify_error,
     set_astro_contrast,
@@ -108,7 +109,7 @@ def overlay(viewer: Any, layers: Sequence[Any], before: dict[int, bool] | None =
     viewer.reset_view()
 
 
-class SideBySideWidget(Container):
+class SideBySideWidget(Panel):
     """Lay out noisy, denoised, star mask and seam diff side by side, or back as overlays.
 
     Choosing the noisy image fills the other three from the layers the Denoise, Star mask
@@ -118,30 +119,20 @@ class SideBySideWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.noisy = create_widget(label="Noisy", annotation=napari.layers.Image)
-        self.denoised = create_widget(
-            label="Denoised", annotation=napari.layers.Image | None, value=None
+        super().__init__()
+        self.noisy = self.add(create_widget(label="Noisy", annotation=napari.layers.Image))
+        self.denoised = self.add(
+            create_widget(label="Denoised", annotation=napari.layers.Image | None, value=None)
         )
-        self.mask = create_widget(
-            label="Star mask", annotation=napari.layers.Image | None, value=None
+        self.mask = self.add(
+            create_widget(label="Star mask", annotation=napari.layers.Image | None, value=None)
         )
-        self.seams = create_widget(
-            label="Seam diff", annotation=napari.layers.Image | None, value=None
+        self.seams = self.add(
+            create_widget(label="Seam diff", annotation=napari.layers.Image | None, value=None)
         )
-        self.astro = CheckBox(label="Astro stretch", value=True)
-        self.grid_button = PushButton(text="Side by side")
-        self.overlay_button = PushButton(text="Overlay")
-        super().__init__(
-            widgets=[
-                self.noisy,
-                self.denoised,
-                self.mask,
-                self.seams,
-                self.astro,
-                self.grid_button,
-                self.overlay_button,
-            ]
-        )
+        self.astro = self.add(CheckBox(label="Astro stretch", value=True))
+        self.grid_button = self.add(PushButton(text="Side by side"))
+        self.overlay_button = self.add(PushButton(text="Overlay"))
         self._before: dict[int, bool] = {}
         self.noisy.changed.connect(self.fill_from_names)
         self.grid_button.changed.connect(self.show_grid)

@@ -12,7 +12,6 @@ import napari.viewer
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
-    Container,
     FloatSlider,
     Label,
     PushButton,
@@ -24,6 +23,7 @@ from napari_astrodenoise._widgets._common import (
     ROLE,
     Debouncer,
     LatestRunner,
+    Panel,
     channel_axis,
     in_viewer,
     notify_error,
@@ -86,7 +86,7 @@ def mask_provenance(request: _Request, count: int) -> dict:
     }
 
 
-class StarMaskWidget(Container):
+class StarMaskWidget(Panel):
     """Soft star mask of an image layer, previewed live as ``<name> star mask``.
 
     The mask is computed in a worker thread, a moment after the last parameter change, so
@@ -96,24 +96,18 @@ class StarMaskWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.image = create_widget(label="Image", annotation=napari.layers.Image)
-        self.threshold = FloatSlider(label="Threshold (σ)", min=1.0, max=30.0, step=0.5, value=5.0)
-        self.dilation = SpinBox(label="Dilation (px)", min=0, max=20, value=2)
-        self.feather = FloatSlider(label="Feather (px)", min=0.0, max=10.0, step=0.25, value=1.5)
-        self.preview = CheckBox(label="Live preview", value=True)
-        self.make_button = PushButton(text="Make mask layer")
-        self.count = Label(value="")
-        super().__init__(
-            widgets=[
-                self.image,
-                self.threshold,
-                self.dilation,
-                self.feather,
-                self.preview,
-                self.make_button,
-                self.count,
-            ]
+        super().__init__()
+        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.threshold = self.add(
+            FloatSlider(label="Threshold (σ)", min=1.0, max=30.0, step=0.5, value=5.0)
         )
+        self.dilation = self.add(SpinBox(label="Dilation (px)", min=0, max=20, value=2))
+        self.feather = self.add(
+            FloatSlider(label="Feather (px)", min=0.0, max=10.0, step=0.25, value=1.5)
+        )
+        self.preview = self.add(CheckBox(label="Live preview", value=True))
+        self.make_button = self.add(PushButton(text="Make mask layer"))
+        self.count = self.add(Label(value=""))
         self._runner = LatestRunner(compute_mask, self._show)
         self._debounce = Debouncer(PREVIEW_DELAY_MS, self._live, parent=self.native)
         for widget in (self.image, self.threshold, self.dilation, self.feather, self.preview):

@@ -11,7 +11,6 @@ import napari.layers
 import napari.viewer
 import numpy as np
 from magicgui.widgets import (
-    Container,
     Label,
     PushButton,
     create_widget,
@@ -20,6 +19,7 @@ from magicgui.widgets import (
 from napari_astrodenoise._widgets._common import (
     ROLE,
     Debouncer,
+    Panel,
     Task,
     channel_axis,
     engine_planes,
@@ -164,7 +164,7 @@ def _seam_metadata(request: _SeamRequest, current: Any, naive: Any) -> dict:
     }
 
 
-class TileOverlapWidget(Container):
+class TileOverlapWidget(Panel):
     """Tile size, overlap and blend: the grid over the image and how visible its seams are.
 
     "Draw tile grid" adds ``<name> tiles`` (a shapes layer over the image, redrawn when the
@@ -175,26 +175,15 @@ class TileOverlapWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
-        self.image = create_widget(label="Image", annotation=napari.layers.Image)
-        self.picker = ModelPicker()
-        self.controls = option_controls(_GEOMETRY)
-        self.grid_button = PushButton(text="Draw tile grid")
-        self.measure_button = PushButton(text="Measure seams")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.tiles = Label(value="")
-        self.seams = Label(value="")
-        super().__init__(
-            widgets=[
-                self.image,
-                self.picker,
-                *self.controls.values(),
-                self.grid_button,
-                self.tiles,
-                self.measure_button,
-                self.cancel_button,
-                self.seams,
-            ]
-        )
+        super().__init__()
+        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.picker = self.add(ModelPicker())
+        self.controls = {name: self.add(w) for name, w in option_controls(_GEOMETRY).items()}
+        self.grid_button = self.add(PushButton(text="Draw tile grid"))
+        self.tiles = self.add(Label(value=""))
+        self.measure_button = self.add(PushButton(text="Measure seams"))
+        self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
+        self.seams = self.add(Label(value=""))
         self.task = Task("Seam measurement", returned=self._measured, state=self._running)
         self._redraw = Debouncer(100, self._refresh_grid, parent=self.native)
         for widget in (*self.controls.values(), self.image):
