@@ -20,20 +20,8 @@ error, spurious stars and star recall) and writes it to
 
 from __future__ import annotations
 
-from _harness import Sweep, run_sweep
-
-SWEEP = Sweep(
-    "change_limit",
-    (0.0, 2.0, 2.5, 3.0, 4.0, 5.0),
-    "Change limit",
-    "gain flux_err spurious recall",
-    settings=", default flux lock",
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_sweep(SWEEP, __doc__.split("\n")[0], argv)
-
+from _harness import run_sweep
+from _sweeps import SWEEPS
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_sweep(SWEEPS["change_limit"], __doc__.split("\n")[0], None))

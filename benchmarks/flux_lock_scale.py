@@ -26,21 +26,8 @@ writes it to ``benchmarks/results/flux_lock_scale_<model>.md``.
 
 from __future__ import annotations
 
-from _harness import Sweep, run_sweep
-
-SWEEP = Sweep(
-    "flux_lock",
-    (0.0, 2.0, 4.0, 8.0, 16.0, 32.0),
-    "Flux-lock scale",
-    "gain flux_err abs_flux_bias",
-    script="flux_lock_scale",
-    command="benchmarks/{script}.py",
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_sweep(SWEEP, __doc__.split("\n")[0], argv)
-
+from _harness import run_sweep
+from _sweeps import SWEEPS
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_sweep(SWEEPS["flux_lock"], __doc__.split("\n")[0], None))

@@ -23,23 +23,8 @@ star recall) and writes it to ``benchmarks/results/lock_threshold_<model>.md``.
 
 from __future__ import annotations
 
-from _harness import Sweep, defaults_text, run_sweep
-
-SWEEP = Sweep(
-    "lock_threshold",
-    (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
-    "Flux-lock threshold",
-    "gain worst flux_err flux_bias spurious invented recall",
-    header="threshold sigma",
-    settings=", " + defaults_text("flux_lock", "change_limit", "peak_cap"),
-    note="Threshold 0 is the strict lock; engine default",
-    off_label="strict",
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_sweep(SWEEP, __doc__.split("\n")[0], argv)
-
+from _harness import run_sweep
+from _sweeps import SWEEPS
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_sweep(SWEEPS["lock_threshold"], __doc__.split("\n")[0], None))

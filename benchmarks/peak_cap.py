@@ -36,22 +36,15 @@ from _harness import (
     TRAIN_DIR,
     TRAIN_IMAGES,
     TUNE_SIM_SEED_BASE,
-    Sweep,
     sweep,
     tuning_setup,
     write_results,
 )
 from _loop import FAITH_SEED_BASE, Subject, iterate
+from _sweeps import SWEEPS
 from napari_astrodenoise.core.pipeline import denoise
 
-SWEEP = Sweep(
-    "peak_cap",
-    (0, 1, 2),
-    "Peak cap",
-    "gain flux_err spurious recall",
-    settings=", default flux lock and change limit",
-    command="benchmarks/{script}.py --model {model} --cycles {cycles}",
-)
+SWEEP = SWEEPS["peak_cap"]
 #: colour scenes of the tuning set looped besides the training frames
 LOOP_SIM_INDICES = (0, 6)
 

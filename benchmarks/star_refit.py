@@ -21,27 +21,8 @@ and invented stars, star recall) and writes it to
 
 from __future__ import annotations
 
-from _harness import Sweep, defaults_text, run_sweep
-from napari_astrodenoise.core.options import defaults
-
-#: the engine's option defaults
-DEFAULT = defaults()
-
-SWEEP = Sweep(
-    "star_refit",
-    (0.0, 0.02, 0.03, 0.04, 0.06, 0.1),
-    "Star refit prior",
-    "gain worst flux_err flux_bias flux_err_real spurious invented recall",
-    header="prior",
-    settings=f", {defaults_text('flux_lock')} (threshold {DEFAULT['lock_threshold']:g} sigma), "
-    + defaults_text("change_limit", "peak_cap"),
-    note="Prior 0 is no refit; engine default",
-)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_sweep(SWEEP, __doc__.split("\n")[0], argv)
-
+from _harness import run_sweep
+from _sweeps import SWEEPS
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_sweep(SWEEPS["star_refit"], __doc__.split("\n")[0], None))
