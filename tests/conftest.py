@@ -171,3 +171,33 @@ def identity_model(identity_model_path):
     from napari_astrodenoise.core.weights import load_model
 
     return load_model(identity_model_path)
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    """An empty user model directory (``ASTRODENOISE_MODELS_DIR``) for this test."""
+    folder = tmp_path / "user-models"
+    monkeypatch.setenv("ASTRODENOISE_MODELS_DIR", str(folder))
+    return folder
+
+
+def _drifting_frames(n: int = 2, shape: tuple[int, int] = (160, 160)) -> list[np.ndarray]:
+    """Sub-exposures of one star field, each drifted by (3, -2) px from the last."""
+    from napari_astrodenoise.simulate.noise import poisson_gaussian
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[: shape[0] + 40, : shape[1] + 40]
+    sky = np.full(yy.shape, 200.0)
+    for y, x, f in zip(*rng.uniform([0, 0, 3e3], [*yy.shape, 3e4], (60, 3)).T, strict=True):
+        sky += f / (2 * np.pi * 1.5**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.5)
+    out = []
+    for k in range(n):
+        clean = sky[20 + 3 * k : 20 + 3 * k + shape[0], 20 - 2 * k : 20 - 2 * k + shape[1]]
+        out.append(poisson_gaussian(clean, gain=1.0, read_noise=6.0, seed=k).astype(np.float32))
+    return out
+
+
+@pytest.fixture
+def drifting_frames():
+    """``drifting_frames(n=2)``: raw sub-exposures of one star field that drifts, float32."""
+    return _drifting_frames

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
-from napari_astrodenoise.simulate.noise import poisson_gaussian
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "user-models"
-    monkeypatch.setenv("ASTRODENOISE_MODELS_DIR", str(folder))
-    return folder
 
 
 @pytest.fixture
@@ -20,23 +10,9 @@ def viewer(make_napari_viewer):
     return make_napari_viewer()
 
 
-def _frames(n=2, shape=(160, 160)):
-    """Sub-exposures of one star field drifting by (3, -2) px per frame."""
-    rng = np.random.default_rng(4)
-    yy, xx = np.mgrid[: shape[0] + 40, : shape[1] + 40]
-    sky = np.full(yy.shape, 200.0)
-    for y, x, f in zip(*rng.uniform([0, 0, 3e3], [*yy.shape, 3e4], (60, 3)).T, strict=True):
-        sky += f / (2 * np.pi * 1.5**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.5)
-    out = []
-    for k in range(n):
-        clean = sky[20 + 3 * k : 20 + 3 * k + shape[0], 20 - 2 * k : 20 - 2 * k + shape[1]]
-        out.append(poisson_gaussian(clean, gain=1.0, read_noise=6.0, seed=k).astype(np.float32))
-    return out
-
-
 @pytest.fixture
-def widgets(viewer, dock, models_dir):
-    for k, frame in enumerate(_frames()):
+def widgets(viewer, dock, models_dir, drifting_frames):
+    for k, frame in enumerate(drifting_frames()):
         viewer.add_image(frame, name=f"sub{k}")
     denoiser = dock(viewer, "Denoise")
     tuner = dock(viewer, "Fine-tune")

@@ -351,15 +351,5 @@ def iter_seam_map(
 
 @with_options(TILING, like=iter_seam_map, returns="SeamReport")
 def seam_map(image: np.ndarray, **kwargs: Any) -> SeamReport:
-    """Tile-seam report: :func:`iter_seam_map` run to the end; same arguments.
-
-    Parameters
-    ----------
-    image : ndarray
-        Linear mono (H, W) data, or colour / a stack with ``channel_axis``.
-
-    Returns
-    -------
-    SeamReport
-    """
+    """Tile-seam report: :func:`iter_seam_map` run to the end; same arguments, its report."""
     return drain(iter_seam_map(image, **kwargs))
