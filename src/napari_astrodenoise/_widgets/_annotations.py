@@ -10,7 +10,7 @@ import napari.layers
 import napari.viewer
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, create_widget
+from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton
 
 from napari_astrodenoise._widgets._annotation_io import (
     CATEGORIES,
@@ -27,6 +27,7 @@ from napari_astrodenoise._widgets._common import (
     notify_error,
     notify_info,
     placement,
+    shows_value_errors,
     unwrap,
 )
 
@@ -103,10 +104,8 @@ class AnnotationWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
-        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
-        self.points = self.add(
-            create_widget(label="Annotations", annotation=napari.layers.Points | None, value=None)
-        )
+        self.image = self.add_layer_choice("Image")
+        self.points = self.add_layer_choice("Annotations", napari.layers.Points, optional=True)
         self.category = self.add(ComboBox(label="Category", choices=CATEGORIES, value="other"))
         self.note = self.add(LineEdit(label="Note", value=""))
         self.new_button = self.add(PushButton(text="New annotation layer"))
@@ -156,13 +155,10 @@ class AnnotationWidget(Panel):
         layer.mode = "add"
         return layer
 
+    @shows_value_errors
     def apply_to_selected(self, *_: Any) -> None:
         """Give the selected points the current category and note."""
-        try:
-            layer = self._layer()
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        layer = self._layer()
         chosen = sorted(layer.selected_data)
         if not chosen:
             notify_info("select points first (select mode, click or drag)")

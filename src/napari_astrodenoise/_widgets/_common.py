@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from magicgui.widgets import Container, Widget
+from magicgui.widgets import Container, Widget, create_widget
 from napari.layers import Image, Layer
 from napari.qt.threading import thread_worker
 from napari.utils import progress
@@ -47,6 +49,23 @@ def describe_error(exc: BaseException) -> str:
             "or a smaller image; your layers are unchanged."
         )
     return text
+
+
+def shows_value_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A UI action whose ValueError (the user's choice cannot be used) is an error notification.
+
+    The message is the engine's one line; nothing else happens and nothing is raised.
+    """
+
+    @functools.wraps(method)
+    def action(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ValueError as err:
+            notify_error(str(err))
+            return None
+
+    return action
 
 
 class JobError(Exception):
@@ -317,6 +336,12 @@ class Panel(Container):
         self.append(widget)
         return widget
 
+    def add_layer_choice(self, label: str, kind: type = Image, *, optional: bool = False) -> Any:
+        """Append a chooser of the viewer's layers of ``kind`` (with "none" if optional)."""
+        if optional:
+            return self.add(create_widget(label=label, annotation=kind | None, value=None))
+        return self.add(create_widget(label=label, annotation=kind))
+
 
 # ------------------------------------------------------------------------------ jobs
 
@@ -339,6 +364,7 @@ class Debouncer:
         return self._timer.isActive()
 
 
+@dataclass(eq=False)
 class LatestRunner:
     """Run ``func(*args)`` in a thread; while it runs keep only the newest request.
 
@@ -346,11 +372,10 @@ class LatestRunner:
     and one waiting, and the UI thread only receives the results (``on_result``).
     """
 
-    def __init__(self, func: Callable[..., Any], on_result: Callable[[Any], None]) -> None:
-        self._func = func
-        self._on_result = on_result
-        self._worker: Any = None
-        self._pending: tuple | None = None
+    _func: Callable[..., Any]
+    _on_result: Callable[[Any], None]
+    _worker: Any = None
+    _pending: tuple | None = None
 
     @property
     def busy(self) -> bool:

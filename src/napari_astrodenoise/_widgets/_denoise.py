@@ -13,7 +13,6 @@ import numpy as np
 from magicgui.widgets import (
     Label,
     PushButton,
-    create_widget,
 )
 
 from napari_astrodenoise._widgets._common import (
@@ -24,10 +23,10 @@ from napari_astrodenoise._widgets._common import (
     engine_planes,
     image_hw,
     in_viewer,
-    notify_error,
     notify_info,
     placement,
     set_signed_contrast,
+    shows_value_errors,
     unwrap,
     upsert_image,
 )
@@ -105,14 +104,12 @@ class DenoiseWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
-        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.image = self.add_layer_choice("Image")
         self.picker = self.add(ModelPicker())
         self.controls = option_controls(DENOISE)
         for o in OUTPUT:
             self.add(self.controls[o.name])
-        self.star_mask = self.add(
-            create_widget(label="Star mask", annotation=napari.layers.Image | None, value=None)
-        )
+        self.star_mask = self.add_layer_choice("Star mask", optional=True)
         for o in DENOISE:
             if o not in OUTPUT:
                 self.add(self.controls[o.name])
@@ -141,15 +138,12 @@ class DenoiseWidget(Panel):
         """True while a run or a re-blend is in flight."""
         return self.task.running or self._reblender.busy
 
+    @shows_value_errors
     def run(self, *_: Any) -> None:
         """Start denoising the chosen layer (no-op while a run is going)."""
         if self.task.running:
             return
-        try:
-            job, name = self._prepare()
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        job, name = self._prepare()
         self.status.value = f"denoising {name}..."
         self.task.start(job, description=f"Denoising {name}")
 
@@ -204,16 +198,13 @@ class DenoiseWidget(Panel):
         if wanted != self._shown:
             self._reblender.request(self._run.result, self._run.image, *wanted)
 
+    @shows_value_errors
     def _mask_changed(self, *_: Any) -> None:
         """Use the newly chosen mask layer for the kept result (None: the engine's mask)."""
         if self._run is None or self.task.running:
             return
         mask_layer = unwrap(self.star_mask.value)
-        try:
-            mask = _mask_data(mask_layer, self._run.result.plane_map.plane_shape)
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        mask = _mask_data(mask_layer, self._run.result.plane_map.plane_shape)
         self._run.result.star_mask = mask
         self._run.mask_name = None if mask_layer is None else mask_layer.name
         self._shown = None

@@ -24,7 +24,7 @@ from napari_astrodenoise._widgets._common import (
     Panel,
     Task,
     engine_planes,
-    notify_error,
+    shows_value_errors,
     unwrap,
 )
 from napari_astrodenoise._widgets._models import announce_model
@@ -154,19 +154,16 @@ class FinetuneWidget(Panel):
         """True while a fine-tune runs."""
         return self.task.running
 
+    @shows_value_errors
     def run(self, *_: Any) -> None:
         """Start fine-tuning on the chosen frames (no-op while one runs)."""
         if self.task.running:
             return
-        try:
-            frames, bayer = self._frames()
-            name = self.name_edit.value.strip()
-            if not name:
-                msg = "give the new model a name"
-                raise ValueError(msg)
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        frames, bayer = self._frames()
+        name = self.name_edit.value.strip()
+        if not name:
+            msg = "give the new model a name"
+            raise ValueError(msg)
         options = {
             "name": name,
             "minutes": float(self.minutes.value),

@@ -9,14 +9,14 @@ from typing import Any
 import napari
 import napari.layers
 import napari.viewer
-from magicgui.widgets import CheckBox, PushButton, create_widget
+from magicgui.widgets import CheckBox, PushButton
 from napari.experimental import link_layers, unlink_layers
 
 from napari_astrodenoise._widgets._common import (
     Panel,
     find_layer,
-    notify_error,
     set_astro_contrast,
+    shows_value_errors,
     unwrap,
 )
 
@@ -120,16 +120,10 @@ class SideBySideWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
-        self.noisy = self.add(create_widget(label="Noisy", annotation=napari.layers.Image))
-        self.denoised = self.add(
-            create_widget(label="Denoised", annotation=napari.layers.Image | None, value=None)
-        )
-        self.mask = self.add(
-            create_widget(label="Star mask", annotation=napari.layers.Image | None, value=None)
-        )
-        self.seams = self.add(
-            create_widget(label="Seam diff", annotation=napari.layers.Image | None, value=None)
-        )
+        self.noisy = self.add_layer_choice("Noisy")
+        self.denoised = self.add_layer_choice("Denoised", optional=True)
+        self.mask = self.add_layer_choice("Star mask", optional=True)
+        self.seams = self.add_layer_choice("Seam diff", optional=True)
         self.astro = self.add(CheckBox(label="Astro stretch", value=True))
         self.grid_button = self.add(PushButton(text="Side by side"))
         self.overlay_button = self.add(PushButton(text="Overlay"))
@@ -161,13 +155,10 @@ class SideBySideWidget(Panel):
         super().reset_choices(*args)
         self.fill_from_names(only_empty=True)
 
+    @shows_value_errors
     def show_grid(self, *_: Any) -> None:
         """Grid mode with the chosen layers."""
-        try:
-            before = side_by_side(self._viewer, self.layers(), astro=bool(self.astro.value))
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        before = side_by_side(self._viewer, self.layers(), astro=bool(self.astro.value))
         if not self._before:  # keep the state from before the first of repeated grids
             self._before = before
 

@@ -16,7 +16,6 @@ from magicgui.widgets import (
     Label,
     PushButton,
     SpinBox,
-    create_widget,
 )
 
 from napari_astrodenoise._widgets._common import (
@@ -26,8 +25,8 @@ from napari_astrodenoise._widgets._common import (
     Panel,
     channel_axis,
     in_viewer,
-    notify_error,
     placement,
+    shows_value_errors,
     unwrap,
     upsert_image,
 )
@@ -97,7 +96,7 @@ class StarMaskWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
-        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.image = self.add_layer_choice("Image")
         self.threshold = self.add(
             FloatSlider(label="Threshold (σ)", min=1.0, max=30.0, step=0.5, value=5.0)
         )
@@ -123,13 +122,10 @@ class StarMaskWidget(Panel):
         if self.preview.value:
             self.update_mask()
 
+    @shows_value_errors
     def update_mask(self, *_: Any) -> None:
         """Compute the mask for the current settings in a thread; the layer follows."""
-        try:
-            request = self._request()
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        request = self._request()
         self.count.value = "measuring..."
         self._runner.request(request)
 

@@ -13,7 +13,6 @@ import numpy as np
 from magicgui.widgets import (
     Label,
     PushButton,
-    create_widget,
 )
 
 from napari_astrodenoise._widgets._common import (
@@ -26,9 +25,9 @@ from napari_astrodenoise._widgets._common import (
     find_layer,
     image_hw,
     in_viewer,
-    notify_error,
     placement,
     set_signed_contrast,
+    shows_value_errors,
     signed_colormap,
     unwrap,
     upsert_image,
@@ -176,7 +175,7 @@ class TileOverlapWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
-        self.image = self.add(create_widget(label="Image", annotation=napari.layers.Image))
+        self.image = self.add_layer_choice("Image")
         self.picker = self.add(ModelPicker())
         self.controls = {name: self.add(w) for name, w in option_controls(_GEOMETRY).items()}
         self.grid_button = self.add(PushButton(text="Draw tile grid"))
@@ -202,16 +201,13 @@ class TileOverlapWidget(Panel):
 
     # ------------------------------------------------------------------ grid
 
+    @shows_value_errors
     def draw_grid(self, *_: Any) -> None:
         """Add or redraw ``<name> tiles`` for the current settings."""
-        try:
-            layer = unwrap(self.image.value)
-            channel_axis(layer)
-            hw = image_hw(layer)
-            lines, kinds = grid_lines(hw, **self._tiling())
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        layer = unwrap(self.image.value)
+        channel_axis(layer)
+        hw = image_hw(layer)
+        lines, kinds = grid_lines(hw, **self._tiling())
         self._replace_grid(layer, lines, kinds, max(1.0, min(hw) / 400))
         self.tiles.value = f"{_count(hw, self._tiling())} tiles"
 
@@ -241,17 +237,14 @@ class TileOverlapWidget(Panel):
 
     # ------------------------------------------------------------------ seams
 
+    @shows_value_errors
     def measure(self, *_: Any) -> None:
         """Measure the tile seams of the current settings in a thread."""
         if self.task.running:
             return
-        try:
-            layer = unwrap(self.image.value)
-            layout = engine_planes(layer)
-            spec = self.picker.spec()
-        except ValueError as err:
-            notify_error(str(err))
-            return
+        layer = unwrap(self.image.value)
+        layout = engine_planes(layer)
+        spec = self.picker.spec()
         request = _SeamRequest(
             base=layer.name,
             source=weakref.ref(layer),

@@ -58,17 +58,10 @@ def as_chw(image: np.ndarray) -> np.ndarray:
 
 
 def background_level(image: np.ndarray) -> np.ndarray:
-    """Per-channel sky level: the median of the finite pixels.
+    """Per-channel sky level: the median of the finite pixels (NaN and inf ignored).
 
-    Parameters
-    ----------
-    image : ndarray
-        (C, H, W) or (H, W) linear data; NaN and inf are ignored.
-
-    Returns
-    -------
-    ndarray
-        (C,) float64; 0 for a channel with no finite pixel.
+    ``image`` is (C, H, W) or (H, W) linear data; returns (C,) float64, 0 for a channel with
+    no finite pixel.
     """
     return _per_channel(image, _sky_median)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_astrodenoise.core.progress import drain
+from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.weights import LoadedModel
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
 from napari_astrodenoise.finetune.loop import TrainEvent, TrainOutcome, TrainSettings, train
@@ -321,29 +321,27 @@ class _Reporter:
         self, loop: Generator[TrainEvent, None, TrainOutcome]
     ) -> Generator[FinetuneProgress, None, TrainOutcome]:
         """Relays the loop's events as records; returns its outcome."""
-        while True:
-            try:
-                event = next(loop)
-            except StopIteration as stop:
-                return stop.value
-            if event.kind == "baseline":
-                self.before = event.val_loss
-                message = f"base model: validation loss {event.val_loss:.4f}"
-            else:
-                message = _step_message(event, self.max_steps)
-            yield FinetuneProgress(
-                "train" if event.kind == "step" else "validate",
-                message,
-                self._fraction(event.elapsed_s, event.step),
-                event.step,
-                self.max_steps,
-                event.loss,
-                event.val_loss,
-                event.best_val_loss,
-                self.before,
-                event.elapsed_s,
-                event.eta_s,
-            )
+        return relay(loop, self._record)
+
+    def _record(self, event: TrainEvent) -> FinetuneProgress:
+        if event.kind == "baseline":
+            self.before = event.val_loss
+            message = f"base model: validation loss {event.val_loss:.4f}"
+        else:
+            message = _step_message(event, self.max_steps)
+        return FinetuneProgress(
+            "train" if event.kind == "step" else "validate",
+            message,
+            self._fraction(event.elapsed_s, event.step),
+            event.step,
+            self.max_steps,
+            event.loss,
+            event.val_loss,
+            event.best_val_loss,
+            self.before,
+            event.elapsed_s,
+            event.eta_s,
+        )
 
     def done(self, message: str, outcome: TrainOutcome) -> FinetuneProgress:
         self.fraction = 1.0
