@@ -116,7 +116,7 @@ def _defects(planes: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return np.abs(planes - med) > DEFECT_SIGMA * sigma.reshape(-1, 1, 1)
 
 
-def _background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
+def background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
     """(P, h, w) smooth background of ``diff`` (frame 1 minus reference) from ``where`` alone.
 
     A normalised Gaussian convolution of sigma ``BACKGROUND_SIGMA``: the sky's change between
@@ -148,7 +148,7 @@ def build_case(folder: Path) -> RealCase:
     stars_near = star_mask(lum) > 0
     stars_near = ndimage.binary_dilation(stars_near, iterations=STAR_GROW)
     score = ~bad & ~stars_near[np.newaxis]
-    reference += _background_offset(planes[0] - reference, score)
+    reference += background_offset(planes[0] - reference, score)
     sky = np.median(reference.reshape(len(reference), -1), axis=1).reshape(-1, 1, 1)
     smooth = ndimage.uniform_filter(reference, size=(1, 3, 3))
     ref_sigma = np.sqrt(np.median(ref_var.reshape(len(ref_var), -1), axis=1)).reshape(-1, 1, 1)
@@ -254,7 +254,8 @@ def run_case(case: RealCase, args: argparse.Namespace) -> tuple[list, list, dict
     return results, guards, outputs
 
 
-def _db(a: float, b: float) -> float:
+def db(a: float, b: float) -> float:
+    """How much lower ``b`` is than ``a``, in dB: ``10 log10(a / b)``; NaN unless both > 0."""
     return 10 * np.log10(a / b) if a > 0 and b > 0 else float("nan")
 
 
@@ -273,10 +274,10 @@ def tables(case: RealCase, results: dict, guards: list) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        gain = _db(noisy["mse"], r["mse"])
-        ext = _db(noisy["mse_ext"], r["mse_ext"])
-        vs_bm3d = _db(results["BM3D"]["mse"], r["mse"]) if "BM3D" in results else float("nan")
-        vs_ship = _db(results["shipped"]["mse"], r["mse"])
+        gain = db(noisy["mse"], r["mse"])
+        ext = db(noisy["mse_ext"], r["mse_ext"])
+        vs_bm3d = db(results["BM3D"]["mse"], r["mse"]) if "BM3D" in results else float("nan")
+        vs_ship = db(results["shipped"]["mse"], r["mse"])
         secs = f"{r['seconds']:.1f}"
         if "train_seconds" in r:
             secs += f" (+{r['train_seconds']:.0f} training)"
@@ -301,8 +302,8 @@ def tables(case: RealCase, results: dict, guards: list) -> list[str]:
     for label, name, r in guards:
         base = results[label]["mse"]
         lines.append(
-            f"| {label} | {name} | {_db(noisy['mse'], r['mse']):+.2f} | "
-            f"{_db(base, r['mse']):+.2f} | {100 * r['flux']:.2f} % | {r['spurious']} |"
+            f"| {label} | {name} | {db(noisy['mse'], r['mse']):+.2f} | "
+            f"{db(base, r['mse']):+.2f} | {100 * r['flux']:.2f} % | {r['spurious']} |"
         )
     return [*lines, ""]
 

@@ -43,7 +43,7 @@ def test_the_reference_noise_is_taken_out_of_the_squared_error(n_ref):
     assert abs(fr.mse(case, truth[np.newaxis], case.score)) < 1.0
     # half the noise left: a quarter of the variance, i.e. +6 dB
     half = truth + 0.5 * (case.frame1 - truth)
-    gain = fr._db(
+    gain = fr.db(
         fr.mse(case, case.planes(case.frame1), case.score),
         fr.mse(case, half[np.newaxis], case.score),
     )
@@ -57,6 +57,6 @@ def test_the_background_offset_follows_a_smooth_sky_change_only():
     noise = rng.normal(0.0, 10.0, change.shape)
     where = np.ones((1, *change.shape), bool)
     where[0, 100:140, 100:140] = False  # a star, left out of the fit
-    got = fr._background_offset((change + noise)[np.newaxis], where)[0]
+    got = fr.background_offset((change + noise)[np.newaxis], where)[0]
     inner = (slice(64, -64), slice(64, -64))
     assert np.abs(got - change)[inner].max() < 0.6  # noise averaged away, sky change kept

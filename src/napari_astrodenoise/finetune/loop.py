@@ -43,8 +43,6 @@ HUBER_SIGMAS = 6.0
 MASK_WEIGHT = 0.05
 #: weight of the Neighbor2Neighbor regulariser
 N2N_GAMMA = 1.0
-#: a validation loss counts as better when lower by this fraction
-_MIN_IMPROVEMENT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -229,7 +227,9 @@ def train(
         val = None
         if step % settings.validate_every == 0:
             val = validation_loss(torch, net, val_batches)
-            if val < best * (1.0 - _MIN_IMPROVEMENT):
+            # the validation tiles are fixed, so any decrease is real progress on held-out
+            # sky: it is kept, and only validations without one count towards patience
+            if val < best:
                 best, best_state, best_step, stale = val, _state(module), step, 0
             else:
                 stale += 1
@@ -248,7 +248,7 @@ def train(
             break
     if step and step % settings.validate_every:  # the last steps' weights get a say too
         val = validation_loss(torch, net, val_batches)
-        if val < best * (1.0 - _MIN_IMPROVEMENT):
+        if val < best:
             best, best_state, best_step = val, _state(module), step
     module.load_state_dict(best_state)
     module.eval()
