@@ -1,1 +1,1 @@
-"""Denoising engine: model, normalization, tiling, star mask, weights; no Qt, no napari."""
+"""The denoising engine, one module per stage (see docs/architecture.md); no Qt, no napari."""
