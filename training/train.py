@@ -119,9 +119,9 @@ class _Run:
     preview : list of int
         The validation tiles shown in each epoch's preview.
     started : float
-        ``time.perf_counter()`` when this session's data step began.
+        ``time.perf_counter()`` when this run's data step began.
     wall_before : float
-        ``state["wall_time"]`` when this session began (a resumed run's time so far).
+        ``state["wall_time"]`` when this run (re)started (a resumed run's time so far).
     """
 
     config: Config
