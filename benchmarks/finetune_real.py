@@ -55,7 +55,7 @@ from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.planes import PlaneMap
 from napari_astrodenoise.core.starmask import star_mask
 from napari_astrodenoise.finetune.frames import load_frames, split_planes
-from napari_astrodenoise.finetune.register import match_levels, register
+from napari_astrodenoise.finetune.prepare import registered_planes
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT.parent / "shared" / "data" / "sequences"
@@ -98,18 +98,6 @@ class RealCase:
         return split_planes(image[y0:y1, x0:x1], bayer=self.bayer)
 
 
-def aligned_planes(paths: list[Path]) -> tuple[list, list[np.ndarray], object]:
-    """Frames read, registered to the first, cropped, split into planes and level-matched."""
-    subs = load_frames([str(p) for p in paths])
-    reg = register(subs)
-    cell = reg.cell
-    raw = [split_planes(reg.crop(k, s.data), bayer=cell == 2) for k, s in enumerate(subs)]
-    y0, y1, x0, x1 = (v // cell for v in reg.boxes[0])
-    labels = reg.detections[0].labels[y0:y1, x0:x1]
-    matched = [match_levels(raw[0], p, labels, cell=cell).apply(p) for p in raw]
-    return subs, matched, reg
-
-
 def _defects(planes: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """(P, h, w) bool: pixels far from their 3 x 3 median (hot pixels, cosmic rays)."""
     med = ndimage.median_filter(planes, size=(1, 3, 3), mode="nearest")
@@ -134,7 +122,8 @@ def background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
 def build_case(folder: Path) -> RealCase:
     """Register a sequence, build frame 1's reference and the scoring masks."""
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits"))
-    subs, planes, reg = aligned_planes(paths)
+    subs = load_frames([str(p) for p in paths])
+    planes, reg, _record = registered_planes(subs, "all")
     bayer = reg.cell == 2
     stack = np.stack(planes[2:]).astype(np.float64)
     reference = stack.mean(axis=0)

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,15 +377,7 @@ def save_model(
         raise ValueError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped model must be readable by all
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _atomic_write(path, lambda tmp: save_file(state, tmp))
     config = {
         "format": FORMAT,
         "name": name or path.stem,
@@ -396,17 +389,18 @@ def save_model(
         **(extra or {}),
     }
     config_path = path.with_suffix(".json")
-    _atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    text = json.dumps(config, indent=2) + "\n"
+    _atomic_write(config_path, lambda tmp: Path(tmp).write_text(text))
     return config_path
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model must be readable by all
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
