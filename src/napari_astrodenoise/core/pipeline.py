@@ -139,6 +139,7 @@ def _prepare(
     device: str,
     batch_size: int | None,
     ensemble: int,
+    precision: str,
 ) -> tuple[PlaneMap, np.ndarray, np.ndarray, np.ndarray, TilePredictor, dict]:
     """Planes, the network's input (filled, plus a noise map), the predictor, the settings."""
     if batch_size is not None and batch_size < 1:
@@ -160,7 +161,7 @@ def _prepare(
         filled = np.concatenate([filled, sigma_map[np.newaxis]], axis=0)
     kind = loaded.device.split(":")[0]
     predictor = TilePredictor(
-        loaded, stretch, chw.shape[0], batch_size or AUTO_BATCH[kind], ensemble
+        loaded, stretch, chw.shape[0], batch_size or AUTO_BATCH[kind], ensemble, precision
     )
     settings = {
         "model": loaded.name,
@@ -232,6 +233,7 @@ def iter_denoise(
         device=device,
         batch_size=batch_size,
         ensemble=o["ensemble"],
+        precision=o["precision"],
     )
     if star_mask is not None and np.shape(star_mask) != plane_map.plane_shape:
         msg = f"star_mask must have shape {plane_map.plane_shape}, got {np.shape(star_mask)}"
@@ -258,6 +260,7 @@ def iter_denoise(
         star_refit=o["star_refit"],
     )
     settings.update(o)
+    settings["precision"] = predictor.precision  # what ran, not "auto"
     if profile is not None:
         settings["noise_profile"] = profile.to_dict()
     mask = None if star_mask is None else np.asarray(star_mask, dtype=np.float32)
@@ -329,7 +332,10 @@ def iter_seam_map(
     run = _run_arguments(kwargs)
     tiles = resolve(kwargs, TILING, caller="iter_seam_map")
     plane_map, chw, network_in, _bad, predictor, _settings = _prepare(
-        image, ensemble=option("ensemble").default, **run
+        image,
+        ensemble=option("ensemble").default,
+        precision=option("precision").default,
+        **run,
     )
     channels = chw.shape[0]
 
