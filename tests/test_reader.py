@@ -25,6 +25,8 @@ METADATA_KEYS = {
     "extname",
     "bayer_pattern",
     "fits_kind",
+    "file_format",
+    "format_info",
 }
 SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 
