@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "noise (--single). The new model goes to your user model directory; use it with "
         "'astrodenoise denoise IN --model NAME'.",
     )
-    p.add_argument("frames", nargs="+", type=Path, metavar="FRAME", help="FITS sub-exposures")
+    p.add_argument(
+        "frames", nargs="+", type=Path, metavar="FRAME", help="FITS, XISF or TIFF sub-exposures"
+    )
     p.add_argument("--name", required=True, help="name of the new model")
     p.add_argument(
         "--minutes", type=float, default=10.0, help="time budget in minutes (default 10)"
