@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 
 import numpy as np
 import pytest
@@ -143,6 +144,20 @@ def test_truncated_tiff_gives_a_clear_error_and_is_left_alone(tmp_path):
     assert str(info.value).startswith(f"Cannot open TIFF file '{cut}'")
     assert "\n" not in str(info.value)
     assert _sha256(cut) == before
+
+
+def test_a_codec_tifffile_lacks_is_named_with_the_package_to_install(tmp_path):
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs is installed: every codec reads")
+    tifffile.imwrite(tmp_path / "z.tif", _ramp((8, 8), "uint16"), compression="zlib")
+    content = (tmp_path / "z.tif").read_bytes()
+    deflate = (259).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+    at = content.index(deflate) + len(deflate)
+    assert content[at : at + 2] == (8).to_bytes(2, "little")
+    lzw = content[:at] + (5).to_bytes(2, "little") + content[at + 2 :]  # says LZW instead
+    (tmp_path / "lzw.tif").write_bytes(lzw)
+    with pytest.raises(TiffReadError, match="pip install imagecodecs"):
+        read_tiff(tmp_path / "lzw.tif")
 
 
 def test_missing_file_is_an_error(tmp_path):

@@ -40,21 +40,31 @@ def _shuffled(raw: bytes, n: int) -> bytes:
     return np.frombuffer(raw, np.uint8, count * n).reshape(count, n).T.tobytes() + raw[count * n :]
 
 
-def _compressed(raw: bytes, codec: str, item: int) -> tuple[bytes, str]:
-    name, shuffle = codec.removesuffix("+sh"), codec.endswith("+sh")
-    data = _shuffled(raw, item) if shuffle else raw
+def _compress_one(data: bytes, name: str) -> bytes:
     if name == "zlib":
-        out = zlib.compress(data)
-    elif name in ("lz4", "lz4hc"):
+        return zlib.compress(data)
+    if name in ("lz4", "lz4hc"):
         import lz4.block
 
         mode = "high_compression" if name == "lz4hc" else "default"
-        out = lz4.block.compress(data, mode=mode, store_size=False)
-    else:
-        import zstandard
+        return lz4.block.compress(data, mode=mode, store_size=False)
+    import zstandard
 
-        out = zstandard.ZstdCompressor().compress(data)
-    return out, f"{codec}:{len(raw)}" + (f":{item}" if shuffle else "")
+    return zstandard.ZstdCompressor().compress(data)
+
+
+def _compressed(raw: bytes, codec: str, item: int, pieces: int = 1) -> tuple[bytes, str]:
+    """The stored block and its attributes (``subblocks`` when cut in ``pieces``)."""
+    name, shuffle = codec.removesuffix("+sh"), codec.endswith("+sh")
+    data = _shuffled(raw, item) if shuffle else raw
+    attrs = f'compression="{codec}:{len(raw)}' + (f':{item}"' if shuffle else '"')
+    if pieces == 1:
+        return _compress_one(data, name), attrs
+    step = -(-len(data) // pieces)
+    parts = [data[i : i + step] for i in range(0, len(data), step)]
+    packed = [_compress_one(part, name) for part in parts]
+    sizes = ":".join(f"{len(c)},{len(u)}" for c, u in zip(packed, parts, strict=True))
+    return b"".join(packed), f'{attrs} subblocks="{sizes}"'
 
 
 def craft_xisf(
@@ -70,6 +80,7 @@ def craft_xisf(
     attrs: str = "",
     children: str = "",
     geometry: str | None = None,
+    subblocks: int = 1,
 ) -> bytes:
     """An XISF file of one image made byte by byte; ``planes`` is (C, H, W), top row first."""
     c, h, w = planes.shape
@@ -79,8 +90,8 @@ def craft_xisf(
     block_attrs = ""
     stored = raw
     if codec:
-        stored, spec = _compressed(raw, codec, dtype.itemsize)
-        block_attrs += f' compression="{spec}"'
+        stored, spec = _compressed(raw, codec, dtype.itemsize, subblocks)
+        block_attrs += f" {spec}"
     if checksum:
         name = checksum.replace("-", "").replace("sha3", "sha3_")
         block_attrs += f' checksum="{checksum}:{hashlib.new(name, stored).hexdigest()}"'
@@ -162,6 +173,14 @@ def test_every_codec_and_block_location_reads(tmp_path, codec, location):
     content = craft_xisf(planes, sample="Float32", codec=codec, location=location)
     [image] = read_xisf(_write(tmp_path, content))
     np.testing.assert_array_equal(image.data, _expected(planes.astype("f4")))
+
+
+@pytest.mark.parametrize("codec", ["zlib+sh", "lz4", "zstd+sh"])
+def test_blocks_compressed_in_subblocks_read(tmp_path, codec):
+    planes = _ramp(3, 8, 10, "Float32")
+    content = craft_xisf(planes, sample="Float32", codec=codec, subblocks=3)
+    assert b"subblocks=" in content
+    np.testing.assert_array_equal(read_xisf(_write(tmp_path, content))[0].data, _expected(planes))
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha-256", "sha512", "sha3-256"])
@@ -280,6 +299,13 @@ def test_fits_values_parse_and_format_back(text):
 # --------------------------------------------------------------------------- bad input
 
 
+def _wrong_subblocks(content: bytes) -> bytes:
+    """The same file with the first sub-block's compressed size changed (same length)."""
+    at = content.index(b'subblocks="') + len(b'subblocks="')
+    digit = str((int(content[at : at + 1]) + 1) % 10).encode()
+    return content[:at] + digit + content[at + 1 :]
+
+
 def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     planes = _ramp(1, 8, 8, "UInt16")
     good = craft_xisf(planes, codec="zlib+sh", checksum="sha1")
@@ -310,6 +336,10 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
             "does not decompress",
         ),
         "three_d": (craft_xisf(planes, geometry="8:4:2:1"), "only 2-D images"),
+        "bad_subblocks": (
+            _wrong_subblocks(craft_xisf(planes, codec="zlib", subblocks=2)),
+            "add up",
+        ),
     }
     out = {}
     for name, (content, words) in cases.items():
@@ -332,6 +362,7 @@ BAD = (
     "external",
     "not_decompressing",
     "three_d",
+    "bad_subblocks",
 )
 
 

@@ -147,13 +147,19 @@ def read_tiff(path: str | os.PathLike) -> list[FitsImage]:
     except TiffReadError:
         raise
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
-        reason = f"tifffile could not read it ({type(exc).__name__}: {exc})"
-        raise TiffReadError(path, reason) from exc
+        raise TiffReadError(path, _describe(exc)) from exc
     planes = (
         raw[np.newaxis] if axes == "YX" else (raw if axes == "SYX" else raw.transpose(2, 0, 1))
     )
     data = _fits_rows(planes, orientation, path)
     return [_image(path, data, raw.dtype, description)]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip("'\" ")
+    if "imagecodecs" in text:  # LZW, PackBits, JPEG... are decoded by imagecodecs
+        return f"its compression needs the 'imagecodecs' package ({text}): pip install imagecodecs"
+    return f"tifffile could not read it ({type(exc).__name__}: {text})"
 
 
 def _fits_rows(planes: np.ndarray, orientation: int, path: Path) -> np.ndarray:

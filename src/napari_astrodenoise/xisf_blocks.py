@@ -145,7 +145,9 @@ def decompress(
     stored: bytes, compression: Compression, subject: str, subblocks: str | None = None
 ) -> bytes:
     """Decompress (piece by piece when ``subblocks`` is given), then unshuffle."""
-    pieces = _subblock_pieces(stored, subblocks, subject) if subblocks else [(stored, None)]
+    pieces = (
+        _subblock_pieces(stored, subblocks, subject) if subblocks else [(stored, compression.size)]
+    )
     out = b"".join(_decompress_one(c, compression.codec, u, subject) for c, u in pieces)
     if len(out) != compression.size:
         msg = (
@@ -177,7 +179,10 @@ def _subblock_pieces(stored: bytes, subblocks: str, subject: str) -> list[tuple[
 def _decompress_one(data: bytes, codec: str, size: int | None, subject: str) -> bytes:
     try:
         if codec == "zlib":
-            return zlib.decompress(data)
+            if size is None:
+                return zlib.decompress(data)
+            # at most one byte past the declared size: a wrong size shows, a bomb does not inflate
+            return zlib.decompressobj().decompress(data, size + 1)
         if codec in ("lz4", "lz4hc"):
             import lz4.block
 
