@@ -181,6 +181,8 @@ def test_layer_metadata_has_the_shared_keys(crafted_fits):
         "extname": "ERR",
         "bayer_pattern": None,
         "fits_kind": "mono",
+        "file_format": "fits",
+        "format_info": {},
     }
 
 

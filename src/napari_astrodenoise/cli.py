@@ -1,7 +1,10 @@
-"""The ``astrodenoise`` command: denoise, starmask, seams and models, FITS in and FITS out.
+"""The ``astrodenoise`` command: denoise, starmask, seams and models; FITS, XISF and TIFF in.
 
-Every output goes through the same writer as the napari plugin (header and WCS kept,
-provenance written, atomic), and no existing file is replaced without ``--overwrite``.
+Inputs are read by :func:`~napari_astrodenoise.image_io.read_image` (FITS, XISF or astro
+TIFF). ``denoise`` writes the input's format unless ``--format`` (or the ``-o`` name) says
+another; ``starmask`` and ``seams`` write FITS. Every output goes through the same writers
+as the napari plugin (header and WCS kept, provenance written, atomic), and no existing
+file is replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from typing import Any
 
 from napari_astrodenoise.core.options import DENOISE, TILING, Option
 
+#: output formats of ``denoise --format``, as :data:`napari_astrodenoise.image_io.FORMATS`
+#: (named here so that ``--help`` loads no astropy)
+FORMATS = ("fits", "xisf", "tiff")
 EXIT_BAD_INPUT = 2
 #: exit status after Ctrl-C (128 + SIGINT), as shells report it
 EXIT_CANCELLED = 130
@@ -26,20 +32,42 @@ class CliError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astrodenoise",
-        description="Denoise linear astronomical FITS images without inventing detail.",
+        description="Denoise linear astronomical FITS, XISF and TIFF images without "
+        "inventing detail.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("denoise", help="denoise FITS images (or a bundled sample)")
+    p = sub.add_parser(
+        "denoise",
+        help="denoise FITS, XISF or TIFF images (or a bundled sample)",
+        description="Denoise FITS (.fits .fit .fts, also .gz and .fz), XISF (.xisf) or TIFF "
+        "(.tif .tiff, 16-bit integer or 32-bit float) images. The output is written in the "
+        "input's format unless --format or the -o name says another: fits, xisf (Float32) "
+        "or tiff (float32, or 16-bit with --tiff-bits 16).",
+    )
     _add_inputs(p, sample=True)
-    _add_outputs(p)
+    _add_outputs(p, suffix="IN_denoised.EXT, EXT of the output format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format: fits, xisf or tiff (default: the -o name's, else the input's)",
+    )
+    p.add_argument("--compress", action="store_true", help="XISF output: zlib with byte shuffling")
+    p.add_argument(
+        "--tiff-bits",
+        type=int,
+        choices=(32, 16),
+        default=32,
+        help="TIFF output: 32 (float, default) or 16 (integers, scaling recorded)",
+    )
     p.add_argument("--model", default="default", help="shipped model name or model file")
     _add_options(p, DENOISE)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("starmask", help="write the soft star mask of FITS images")
+    p = sub.add_parser("starmask", help="write the soft star mask of images as FITS")
     _add_inputs(p)
     _add_outputs(p)
     p.add_argument("--threshold", type=float, default=5.0, help="noise sigmas (default 5)")
@@ -63,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "noise (--single). The new model goes to your user model directory; use it with "
         "'astrodenoise denoise IN --model NAME'.",
     )
-    p.add_argument("frames", nargs="+", type=Path, metavar="FRAME", help="FITS sub-exposures")
+    p.add_argument(
+        "frames", nargs="+", type=Path, metavar="FRAME", help="FITS, XISF or TIFF sub-exposures"
+    )
     p.add_argument("--name", required=True, help="name of the new model")
     p.add_argument(
         "--minutes", type=float, default=10.0, help="time budget in minutes (default 10)"
@@ -91,7 +121,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
     p.add_argument(
-        "inputs", nargs="*" if sample else "+", type=Path, metavar="IN", help="FITS files"
+        "inputs",
+        nargs="*" if sample else "+",
+        type=Path,
+        metavar="IN",
+        help="FITS, XISF or TIFF files",
     )
     p.add_argument("--hdu", type=int, default=None, help="HDU index (default: first image HDU)")
     if sample:
@@ -102,10 +136,10 @@ def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
         )
 
 
-def _add_outputs(p: argparse.ArgumentParser) -> None:
+def _add_outputs(p: argparse.ArgumentParser, *, suffix: str = "IN_SUFFIX.fits") -> None:
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("-o", "--output", type=Path, help="output FITS (one input only)")
-    group.add_argument("--output-dir", type=Path, help="folder for outputs, named IN_SUFFIX.fits")
+    group.add_argument("-o", "--output", type=Path, help="output file (one input only)")
+    group.add_argument("--output-dir", type=Path, help=f"folder for outputs, named {suffix}")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -131,7 +165,8 @@ def _parse(o: Option) -> Any:
 
 def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
     """(label, FitsImage) for each input: a file's chosen HDU, or the bundled sample."""
-    from napari_astrodenoise.fits_io import FitsReadError, read_fits
+    from napari_astrodenoise.fits_io import ImageReadError
+    from napari_astrodenoise.image_io import read_image
 
     if getattr(args, "sample", None):
         if args.inputs:
@@ -149,8 +184,8 @@ def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
             msg = f"{path}: no such file"
             raise CliError(msg)
         try:
-            images = read_fits(path)
-        except FitsReadError as err:
+            images = read_image(path)
+        except ImageReadError as err:
             raise CliError(str(err)) from None
         if args.hdu is None:
             yield str(path), images[0]
@@ -163,7 +198,15 @@ def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
         yield str(path), chosen[0]
 
 
-def _output_paths(args: argparse.Namespace, labels: Sequence[str], suffix: str) -> list[Path]:
+def _output_paths(
+    args: argparse.Namespace,
+    labels: Sequence[str],
+    suffix: str,
+    formats: Sequence[str] | None = None,
+) -> list[Path]:
+    """Output files: ``-o``, or ``IN_SUFFIX.EXT`` in ``--output-dir`` (EXT of each format)."""
+    from napari_astrodenoise.image_io import SUFFIXES
+
     if args.output is not None:
         if len(labels) != 1:
             msg = f"-o takes one input, got {len(labels)}: use --output-dir for several"
@@ -171,7 +214,11 @@ def _output_paths(args: argparse.Namespace, labels: Sequence[str], suffix: str) 
         outs = [args.output]
     else:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        outs = [args.output_dir / f"{_stem(label)}_{suffix}.fits" for label in labels]
+        exts = [SUFFIXES[f][0] for f in formats] if formats else [".fits"] * len(labels)
+        outs = [
+            args.output_dir / f"{_stem(label)}_{suffix}{ext}"
+            for label, ext in zip(labels, exts, strict=True)
+        ]
         if len(set(outs)) != len(outs):
             msg = "two inputs share a name; write them in separate calls or folders"
             raise CliError(msg)
@@ -193,20 +240,40 @@ def _channel_axis(image: Any) -> int | None:
     return None if image.data.ndim == 2 else 0
 
 
+def _output_formats(args: argparse.Namespace, images: Sequence[Any]) -> list[str]:
+    """The format of each output: ``--format``, else the ``-o`` name's, else the input's."""
+    from napari_astrodenoise.image_io import format_of_name
+
+    named = format_of_name(args.output) if args.output is not None else None
+    if args.format and named and named != args.format:
+        msg = f"-o {args.output} names a {named} file but --format says {args.format}"
+        raise CliError(msg)
+    formats = [args.format or named or image.file_format for image in images]
+    for image, chosen in zip(images, formats, strict=True):
+        if chosen != "fits" and image.kind == "stack":
+            msg = (
+                f"{image.name} is a stack of {image.data.shape[0]} planes; {chosen} holds mono "
+                "or RGB images: write it as FITS (--format fits)"
+            )
+            raise CliError(msg)
+    return formats
+
+
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from napari_astrodenoise.core.pipeline import iter_denoise
     from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
-    from napari_astrodenoise.fits_io import write_fits
+    from napari_astrodenoise.image_io import write_image
 
     sources = list(_sources(args))
-    outs = _output_paths(args, [label for label, _ in sources], "denoised")
+    formats = _output_formats(args, [image for _, image in sources])
+    outs = _output_paths(args, [label for label, _ in sources], "denoised", formats)
     try:
         loaded = load_model(args.model, device=args.device)  # once for all inputs
     except (ModelNotFoundError, ValueError) as err:
         raise CliError(str(err)) from None
-    for (label, image), out in zip(sources, outs, strict=True):
+    for (label, image), out, chosen in zip(sources, outs, formats, strict=True):
         gen = iter_denoise(
             image.data,
             model=loaded,
@@ -218,13 +285,17 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         )
         result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
         meta = result.provenance()
-        write_fits(
+        write_image(
             out,
             result.output(),
+            file_format=chosen,
             header=image.header,
             channel_axis=_channel_axis(image),
             provenance=meta["provenance"],
             history=[*meta["history"], f"input: {label}"],
+            format_info=image.format_info,
+            compress=args.compress,
+            bits=args.tiff_bits,
             overwrite=args.overwrite,
         )
         print(f"{label} -> {out}")

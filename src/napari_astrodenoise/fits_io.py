@@ -31,8 +31,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -46,6 +47,8 @@ __all__ = [
     "WRITER_CHANGED_KEYWORDS",
     "FitsImage",
     "FitsReadError",
+    "ImageReadError",
+    "celestial_wcs",
     "default_contrast_limits",
     "fits_stem",
     "is_fits_path",
@@ -72,8 +75,11 @@ _BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 tempora
 _CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
 
 
-class FitsReadError(ValueError):
-    """A FITS file that was taken for reading could not be read.
+class ImageReadError(ValueError):
+    """An image file that was taken for reading could not be read.
+
+    The base of :class:`FitsReadError` and of the XISF and TIFF readers' errors; its
+    message names the format, the file and the reason.
 
     Parameters
     ----------
@@ -90,18 +96,30 @@ class FitsReadError(ValueError):
         What is wrong.
     """
 
+    #: the format named in the message
+    format_name = "image"
+
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(f"Cannot open FITS file '{self.path}': {reason}")
+        super().__init__(f"Cannot open {self.format_name} file '{self.path}': {reason}")
 
-    def __reduce__(self) -> tuple[type[FitsReadError], tuple[str, str]]:
+    def __reduce__(self) -> tuple[type[ImageReadError], tuple[str, str]]:
         return type(self), (self.path, self.reason)
+
+
+class FitsReadError(ImageReadError):
+    """A FITS file that was taken for reading could not be read (see :class:`ImageReadError`)."""
+
+    format_name = "FITS"
 
 
 @dataclass
 class FitsImage:
-    """One image HDU of a FITS file, as read by :func:`read_fits`.
+    """One image of a FITS, XISF or TIFF file, as read by :func:`read_fits` and its siblings.
+
+    Whatever the format, ``data`` follows the FITS convention: row 0 is the bottom of the
+    picture (XISF and TIFF rows, stored top-down, are reversed on reading).
 
     Attributes
     ----------
@@ -125,6 +143,13 @@ class FitsImage:
         ``BAYERPAT`` of a raw one-shot-colour mosaic (2-D only), e.g. ``"RGGB"``.
     kind : str
         ``"mono"`` (2-D), ``"rgb"`` (3 planes) or ``"stack"`` (any other number of planes).
+    file_format : str
+        ``"fits"``, ``"xisf"`` or ``"tiff"``.
+    format_info : dict
+        What the format holds beyond the header: for XISF ``properties`` and
+        ``file_properties`` (id -> ``XisfProperty``), ``icc_profile`` (bytes or None) and
+        ``image_attributes``; for TIFF ``sample_format``, ``scaling`` and ``description``.
+        Empty for FITS.
     """
 
     data: np.ndarray
@@ -136,6 +161,8 @@ class FitsImage:
     name: str
     bayer_pattern: str | None
     kind: str
+    file_format: str = "fits"
+    format_info: dict[str, Any] = field(default_factory=dict)
 
 
 def is_fits_path(path: object) -> bool:
@@ -384,7 +411,23 @@ def _layer_name(
     return f"{stem}[{extname}]"
 
 
-def _celestial_wcs(header: fits.Header, hdul: fits.HDUList) -> WCS | None:
+def celestial_wcs(header: fits.Header) -> WCS | None:
+    """Return the celestial WCS that the header's keywords define, or None.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Any header; a WCS that astropy cannot parse gives a warning and None.
+
+    Returns
+    -------
+    astropy.wcs.WCS or None
+        The celestial part of the WCS, None when the header has no ``CTYPEn``.
+    """
+    return _celestial_wcs(header, None)
+
+
+def _celestial_wcs(header: fits.Header, hdul: fits.HDUList | None) -> WCS | None:
     if not any(str(key).startswith("CTYPE") for key in header):
         return None
     try:
@@ -410,8 +453,9 @@ def layer_metadata(image: FitsImage) -> dict:
     -------
     dict
         Keys ``"fits_header"`` (Header), ``"wcs"`` (WCS or None), ``"source_path"``
-        (str), ``"hdu_index"``, ``"extname"``, ``"bayer_pattern"`` and ``"fits_kind"``
-        (``"mono"``, ``"rgb"`` or ``"stack"``).
+        (str), ``"hdu_index"``, ``"extname"``, ``"bayer_pattern"``, ``"fits_kind"``
+        (``"mono"``, ``"rgb"`` or ``"stack"``), ``"file_format"`` (``"fits"``, ``"xisf"``
+        or ``"tiff"``) and ``"format_info"`` (see :class:`FitsImage`).
     """
     return {
         "fits_header": image.header,
@@ -421,6 +465,8 @@ def layer_metadata(image: FitsImage) -> dict:
         "extname": image.extname,
         "bayer_pattern": image.bayer_pattern,
         "fits_kind": image.kind,
+        "file_format": image.file_format,
+        "format_info": image.format_info,
     }
 
 
