@@ -296,17 +296,12 @@ def blend_window(
     tile = _TILE.check(tile_size)
     blend = _BLEND.check(blend)
     sigma_scale = _SIGMA.check(sigma_scale)
-    g = _blend_profile(tile, blend, sigma_scale)
-    return np.outer(g, g).astype(np.float32)
-
-
-def _blend_profile(tile: int, blend: str, sigma_scale: float) -> np.ndarray:
-    """The 1-D profile of `blend_window` (its outer product with itself), float64, peak 1."""
     if blend == "none":
-        return np.ones(tile, dtype=np.float64)
+        return np.ones((tile, tile), dtype=np.float32)
     x = np.arange(tile, dtype=np.float64) - (tile - 1) / 2.0
     g = np.exp(-0.5 * (x / (sigma_scale * tile)) ** 2)
-    return np.maximum(g / g.max(), WEIGHT_FLOOR)
+    g = np.maximum(g / g.max(), WEIGHT_FLOOR)
+    return np.outer(g, g).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- inference
@@ -389,11 +384,11 @@ def iter_tiled(
         blend=blend,
         grid_offset=grid_offset,
     )
-    profile = _blend_profile(layout.tile_size, _BLEND.check(blend), _SIGMA.check(sigma_scale))
+    window = blend_window(layout.tile_size, blend=blend, sigma_scale=sigma_scale)
     batch_size = _check_positive_int(batch_size, "batch_size")
     if out_channels is not None:
         out_channels = _check_positive_int(out_channels, "out_channels")
-    return _run_tiles(image, predictor, layout, profile, batch_size, out_channels, fill_values)
+    return _run_tiles(image, predictor, layout, window, batch_size, out_channels, fill_values)
 
 
 def tiled_apply(image: np.ndarray, predictor: Predictor, **options: object) -> np.ndarray:
@@ -431,19 +426,11 @@ def _reflect_index(index: np.ndarray, n: int) -> np.ndarray:
     return np.where(folded < n, folded, period - folded)
 
 
-def _axis_weights(starts: Sequence[int], profile: np.ndarray, length: int) -> np.ndarray:
-    """Sum of a 1-D window placed at every tile start along a padded axis, float64."""
-    total = np.zeros(length, dtype=np.float64)
-    for s in starts:
-        total[s : s + len(profile)] += profile
-    return total
-
-
 def _run_tiles(
     image: np.ndarray,
     predictor: Predictor,
     layout: TilePlan,
-    profile: np.ndarray,
+    window: np.ndarray,
     batch_size: int,
     out_channels: int | None,
     fill: np.ndarray | None,
@@ -451,12 +438,9 @@ def _run_tiles(
     """The body of `iter_tiled`, after its arguments were checked.
 
     The result is accumulated in an array of the image's own shape (the tiles' parts in
-    the mirrored padding are not needed), and the weight map is not stored: the window is
-    separable and the tiles lie on a grid, so the weights at a pixel are the product of
-    two 1-D sums.
+    the mirrored padding are not needed), and the weight map is never stored whole.
     """
     t = layout.tile_size
-    window = np.outer(profile, profile).astype(np.float32)
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
     hp, wp = layout.padded_shape
@@ -488,7 +472,7 @@ def _run_tiles(
         del out
         yield first + len(chunk), total
     del batch
-    _divide_by_weights(acc, layout, profile)
+    _divide_by_weights(acc, layout, window)
     return acc
 
 
@@ -499,12 +483,23 @@ def _fill_nonfinite(batch: np.ndarray, fill: np.ndarray) -> None:
         batch[bad] = np.broadcast_to(fill[None, :, None, None], batch.shape)[bad]
 
 
-def _divide_by_weights(acc: np.ndarray, layout: TilePlan, profile: np.ndarray) -> None:
-    """Divide the accumulated (C, H, W) sums by the summed tile weights, in row strips."""
+def _divide_by_weights(acc: np.ndarray, layout: TilePlan, window: np.ndarray) -> None:
+    """Divide the accumulated (C, H, W) sums by the summed tile weights, in row strips.
+
+    Each strip's weights are summed from the tiles over it in the order they ran, so they
+    are those of a whole weight map, bit for bit, without one being stored.
+    """
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
-    hp, wp = layout.padded_shape
-    wy = _axis_weights(layout.starts_y, profile, hp)[top : top + h]
-    wx = _axis_weights(layout.starts_x, profile, wp)[left : left + w]
+    t = layout.tile_size
+    wp = layout.padded_shape[1]
     for rows in row_strips(h, strip_rows(w)):
-        acc[:, rows] /= np.outer(wy[rows], wx).astype(np.float32)
+        r0, r1 = rows.start + top, rows.stop + top  # padded coordinates
+        weight = np.zeros((r1 - r0, wp), dtype=np.float32)
+        for y in layout.starts_y:
+            y0, y1 = max(y, r0), min(y + t, r1)
+            if y0 >= y1:
+                continue
+            for x in layout.starts_x:
+                weight[y0 - r0 : y1 - r0, x : x + t] += window[y0 - y : y1 - y]
+        acc[:, rows] /= weight[:, left : left + w]
