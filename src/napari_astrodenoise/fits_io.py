@@ -268,6 +268,7 @@ def _verify_stream(path: Path, compression: str) -> None:
     import gzip
     import lzma
     import zipfile
+    import zlib
 
     openers = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
     try:
@@ -288,7 +289,7 @@ def _verify_stream(path: Path, compression: str) -> None:
     except EOFError as exc:
         reason = f"the file is truncated: the {compression} stream ends early ({exc})"
         raise FitsReadError(path, reason) from exc
-    except (OSError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as exc:
         text = str(exc).strip() or type(exc).__name__
         reason = f"the {compression} stream is corrupt ({text}); nothing was read from it"
         raise FitsReadError(path, reason) from exc
@@ -305,20 +306,27 @@ def _with_warnings(reason: str, heard: list[warnings.WarningMessage]) -> str:
 def _warning_texts(heard: list[warnings.WarningMessage]) -> list[str]:
     """Distinct warnings, each on one line (truncation is reported as the error itself)."""
     texts: list[str] = []
-    for item in heard:
+    for item in _about_the_file(heard):
         text = " ".join(str(item.message).split())
-        if "File may have been truncated" in text or text in texts:
-            continue
-        texts.append(text)
+        if text not in texts:
+            texts.append(text)
     return texts
+
+
+def _about_the_file(heard: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """The warnings that speak of the file (astropy's are UserWarnings), truncation aside."""
+    return [
+        item
+        for item in heard
+        if issubclass(item.category, UserWarning)
+        and "File may have been truncated" not in str(item.message)
+    ]
 
 
 def _repeat(heard: list[warnings.WarningMessage]) -> None:
     """Warn again of what astropy said while a file was read that did open."""
-    for item in heard:
+    for item in _about_the_file(heard):
         text = " ".join(str(item.message).split())
-        if "File may have been truncated" in text:
-            continue
         warnings.warn(text, item.category, stacklevel=3)
 
 
@@ -341,6 +349,10 @@ def _describe(exc: BaseException) -> str:
         return "the file is truncated: its data unit is shorter than the header says"
     if "Empty or corrupt FITS file" in text or "No SIMPLE card" in text:
         return "not a valid FITS file: no complete FITS header at the start (corrupt or truncated)"
+    if isinstance(exc, KeyError | TypeError):
+        return (
+            f"the header is damaged: astropy could not use a value ({type(exc).__name__}: {text})"
+        )
     return f"astropy could not read it ({type(exc).__name__}: {text})"
 
 
