@@ -4,7 +4,10 @@ Reading
 -------
 :func:`read_fits` returns one :class:`FitsImage` per image HDU that holds a 2-D or 3-D
 image (the primary HDU and image extensions, plain, gzip-compressed ``.fits.gz`` or
-tile-compressed ``.fz``). Table HDUs, empty HDUs and 1-D images (spectra, calibration
+tile-compressed ``.fz``). A gzip or bzip2 file is known by its first bytes, whatever its
+name, and read to its end first, so a damaged one (a failed CRC) is refused, never read
+as wrong pixels. Astropy's warnings on a file that cannot be read are part of the error.
+Table HDUs, empty HDUs and 1-D images (spectra, calibration
 vectors such as the second HDU of an SDSS frame) are skipped; a file with none left is
 an error. Leading axes of length 1 are dropped, so ``NAXIS3 = 1`` reads as a 2-D image;
 images with more axes than that are skipped.
@@ -37,7 +40,6 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from napari_astrodenoise.fits_write import WRITER_CHANGED_KEYWORDS, write_fits
@@ -49,6 +51,7 @@ __all__ = [
     "FitsReadError",
     "ImageReadError",
     "celestial_wcs",
+    "compression_of",
     "default_contrast_limits",
     "fits_stem",
     "is_fits_path",
@@ -230,20 +233,128 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
         image with data; the message names the file and the reason.
     """
     path = Path(path)
+    heard: list[warnings.WarningMessage] = []
     try:
         _check_file(path)
-        with warnings.catch_warnings():
-            # reported as a FitsReadError below: one message, not a warning and an error
-            warnings.filterwarnings("ignore", "File may have been truncated", AstropyUserWarning)
+        compression = compression_of(path)
+        if compression is not None:
+            _verify_stream(path, compression)
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
             with fits.open(
                 path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=False
             ) as hdul:
-                images = _read_hdulist(path, hdul)
+                images = _read_hdulist(path, hdul, compressed=compression is not None)
+    except FitsReadError as err:
+        raise FitsReadError(path, _with_warnings(err.reason, heard)) from err.__cause__
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
+        raise FitsReadError(path, _with_warnings(_describe(exc), heard)) from exc
+    _repeat(heard)
+    return images
+
+
+#: leading bytes of the compressed streams astropy opens, whatever the file's name
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x1f\x9d", "compress"),
+)
+
+
+def compression_of(path: str | os.PathLike) -> str | None:
+    """Say how a file is compressed, from its first bytes (never from its name).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A readable file.
+
+    Returns
+    -------
+    str or None
+        ``"gzip"``, ``"bzip2"``, ``"xz"``, ``"zip"`` or ``"compress"``; None for a file
+        that starts like none of them (plain FITS starts with ``SIMPLE``).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _verify_stream(path: Path, compression: str) -> None:
+    """Read a compressed file to its end, so that its checksums are checked.
+
+    astropy reads only the bytes the HDUs need and never reaches the end of the stream,
+    where gzip keeps its CRC: a damaged file would be read as wrong pixels without a word.
+    """
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+    import zlib
+
+    openers = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+    try:
+        if compression == "zip":
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+            if broken is not None:
+                reason = f"the zip archive is corrupt: member {broken!r} fails its CRC check"
+                raise FitsReadError(path, reason)
+            return
+        if compression not in openers:
+            return  # Unix compress has no checksum to verify
+        with openers[compression](path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
     except FitsReadError:
         raise
-    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
-        raise FitsReadError(path, _describe(exc)) from exc
-    return images
+    except EOFError as exc:
+        reason = f"the file is truncated: the {compression} stream ends early ({exc})"
+        raise FitsReadError(path, reason) from exc
+    except (OSError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as exc:
+        text = str(exc).strip() or type(exc).__name__
+        reason = f"the {compression} stream is corrupt ({text}); nothing was read from it"
+        raise FitsReadError(path, reason) from exc
+
+
+def _with_warnings(reason: str, heard: list[warnings.WarningMessage]) -> str:
+    """The reason a file could not be read, with what astropy warned of on the way."""
+    notes = _warning_texts(heard)
+    if not notes:
+        return reason
+    return f"{reason}; astropy warned: " + "; ".join(notes)
+
+
+def _warning_texts(heard: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warnings, each on one line (truncation is reported as the error itself)."""
+    texts: list[str] = []
+    for item in _about_the_file(heard):
+        text = " ".join(str(item.message).split())
+        if text not in texts:
+            texts.append(text)
+    return texts
+
+
+def _about_the_file(heard: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """The warnings that speak of the file (astropy's are UserWarnings), truncation aside."""
+    return [
+        item
+        for item in heard
+        if issubclass(item.category, UserWarning)
+        and "File may have been truncated" not in str(item.message)
+    ]
+
+
+def _repeat(heard: list[warnings.WarningMessage]) -> None:
+    """Warn again of what astropy said while a file was read that did open."""
+    for item in _about_the_file(heard):
+        text = " ".join(str(item.message).split())
+        warnings.warn(text, item.category, stacklevel=3)
 
 
 def _check_file(path: Path) -> None:
@@ -265,10 +376,14 @@ def _describe(exc: BaseException) -> str:
         return "the file is truncated: its data unit is shorter than the header says"
     if "Empty or corrupt FITS file" in text or "No SIMPLE card" in text:
         return "not a valid FITS file: no complete FITS header at the start (corrupt or truncated)"
+    if isinstance(exc, KeyError | TypeError):
+        return (
+            f"the header is damaged: astropy could not use a value ({type(exc).__name__}: {text})"
+        )
     return f"astropy could not read it ({type(exc).__name__}: {text})"
 
 
-def _read_hdulist(path: Path, hdul: fits.HDUList) -> list[FitsImage]:
+def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[FitsImage]:
     size = path.stat().st_size
     candidates: list[tuple[int, _ImageHDU]] = []
     skipped: list[str] = []
@@ -284,7 +399,7 @@ def _read_hdulist(path: Path, hdul: fits.HDUList) -> list[FitsImage]:
     several = len(candidates) > 1
     images = []
     for index, hdu in candidates:
-        if not isinstance(hdu, fits.CompImageHDU):
+        if not compressed and not isinstance(hdu, fits.CompImageHDU):
             _check_not_truncated(path, index, hdu, size)
         images.append(_read_image_hdu(path, hdul, index, hdu, several=several))
     return images
@@ -315,8 +430,7 @@ def _squeeze_leading(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _check_not_truncated(path: Path, index: int, hdu: _ImageHDU, size: int) -> None:
-    if path.name.lower().endswith(".gz"):
-        return  # the compressed size says nothing; gzip itself reports a short stream
+    # (only for uncompressed files: a compressed stream was read to its end already)
     info = hdu.fileinfo()
     needed = abs(int(hdu.header["BITPIX"])) // 8 * math.prod(int(n) for n in hdu.shape)
     if info is not None and info["datLoc"] + needed > size:

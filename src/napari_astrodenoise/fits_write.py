@@ -10,7 +10,8 @@ card (WCS included) with these documented changes:
 - ``CHECKSUM`` and ``DATASUM`` are removed, and written afresh when the source had them;
 - one ``HISTORY`` line naming napari-astrodenoise, its version and the UTC date is added,
   then the caller's ``history`` lines, then the caller's ``provenance`` keywords (set or
-  replaced).
+  replaced); text outside printable ASCII (a file name such as ``Jérôme/NGC 7000 Ha.fits``)
+  is escaped (:func:`fits_text`), and long values continue on ``CONTINUE`` cards.
 
 Only this one HDU is written: other HDUs of the source file (tables, masks, calibration
 vectors) are not copied. Writes are atomic: the file is written under a temporary name in
@@ -234,7 +235,7 @@ def _copy_source_cards(out: fits.Header, source: fits.Header | None) -> None:
 
 def _add_history(out: fits.Header, history: Sequence[str]) -> None:
     for line in history_lines(history):
-        _append(out, fits.Card("HISTORY", str(line)))
+        _append(out, fits.Card("HISTORY", fits_text(line)))
 
 
 def history_lines(history: Sequence[str]) -> list[str]:
@@ -243,6 +244,29 @@ def history_lines(history: Sequence[str]) -> list[str]:
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return [f"napari-astrodenoise {__version__} wrote this file on {stamp}", *map(str, history)]
+
+
+def fits_text(text: str) -> str:
+    """``text`` in the printable ASCII a FITS card holds: other characters escaped.
+
+    A character outside ASCII 32-126 is written as Python writes it in a string literal
+    (``é`` -> ``\\xe9``, a newline -> ``\\n``), so a file name such as
+    ``Jérôme/NGC 7000 Ha.fits`` stays readable and can be decoded back with
+    ``text.encode("ascii").decode("unicode_escape")`` where it holds no backslash of its own.
+
+    Parameters
+    ----------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    str
+        Printable ASCII only.
+    """
+    return "".join(
+        ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def _provenance_cards(provenance: Mapping[str, object]) -> list[fits.Card]:
@@ -261,6 +285,8 @@ def _provenance_card(keyword: object, item: object) -> fits.Card:
     value, comment = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, str):
+        value = fits_text(value)
     if value is not None and not isinstance(value, str | bool | int | float):
         msg = f"provenance value for {key} must be str, bool, int or float, got {value!r}"
         raise ValueError(msg)

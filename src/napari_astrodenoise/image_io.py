@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from napari_astrodenoise.fits_io import FITS_SUFFIXES, FitsImage, ImageReadError, read_fits
+from napari_astrodenoise.fits_io import (
+    FITS_SUFFIXES,
+    FitsImage,
+    ImageReadError,
+    compression_of,
+    read_fits,
+)
 
 __all__ = [
     "FORMATS",
@@ -96,6 +102,8 @@ def detect_format(path: str | os.PathLike) -> str | None:
     for magic, name in _MAGIC:
         if head.startswith(magic):
             return name
+    if head and compression_of(path) is not None:
+        return "fits"  # compressed files are read as FITS, which says what it cannot open
     return format_of_name(path)
 
 
