@@ -327,6 +327,7 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
             channel_axis=_channel_axis(image),
             bayer=image.bayer_pattern is not None,
             batch_size=args.batch_size,
+            model_mask=False,  # the file holds the image alone: one plane less in memory
             **{o.name: getattr(args, o.name) for o in DENOISE},
         )
         result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)

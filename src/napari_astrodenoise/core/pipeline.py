@@ -25,7 +25,7 @@ import dataclasses
 import inspect
 import os
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -267,6 +267,7 @@ def iter_denoise(
     bayer: bool = False,
     batch_size: int | None = None,
     star_mask: np.ndarray | None = None,
+    model_mask: bool = True,
     **options: Any,
 ) -> Generator[tuple[int, int], None, DenoiseResult]:
     """Denoise a linear astronomical image, step by step.
@@ -298,6 +299,10 @@ def iter_denoise(
     star_mask : ndarray, optional
         (H, W) soft mask in [0, 1] for ``star_protection``; measured with :func:`star_mask`
         defaults when None.
+    model_mask : bool, optional
+        Keep the network's own star-mask head as ``DenoiseResult.model_mask`` (a display
+        layer). False stitches the image channels alone: one plane less in memory, the
+        output the same bit for bit; :func:`denoise` and the command line do so.
 
     Returns
     -------
@@ -320,22 +325,23 @@ def iter_denoise(
     if star_mask is not None and np.shape(star_mask) != plane_map.plane_shape:
         msg = f"star_mask must have shape {plane_map.plane_shape}, got {np.shape(star_mask)}"
         raise ValueError(msg)
+    channels = chw.shape[0]
     stitched = yield from tiling.iter_tiled(
         network_in,
-        predictor,
+        predictor if model_mask else _image_channels(predictor, channels),
         **{t.name: o[t.name] for t in TILING},
         batch_size=predictor.batch_size,
-        out_channels=chw.shape[0] + 1,
+        out_channels=channels + 1 if model_mask else channels,
         fill=_fill_values(predictor.stretch.background, network_in.shape[0]),
     )
     del network_in
-    # stitched[:-1] is the network's change, in the input's units; a Bayer sub-plane has
+    # stitched[:channels] is the network's change, in the input's units; a Bayer sub-plane has
     # half the caller's pixel scale
     half = 2 if plane_map.bayer else 1
-    if not _any_nonzero(stitched[:-1]):
+    if not _any_nonzero(stitched[:channels]):
         settings["network_changed_nothing"] = True
     prediction, profile = guard_change(
-        stitched[:-1],
+        stitched[:channels],
         work,
         refit_window=REFIT_WINDOW / half,
         flux_lock=o["flux_lock"] / half,
@@ -357,13 +363,22 @@ def iter_denoise(
     return DenoiseResult(
         original=chw,
         prediction=prediction,
-        model_mask=stitched[-1],
+        model_mask=stitched[channels] if model_mask else None,
         plane_map=plane_map,
         settings=settings,
         star_mask=mask,
         input_mask=input_mask,
         masked_data=masked_data,
     )
+
+
+def _image_channels(predictor: TilePredictor, channels: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The predictor's image channels alone (its last, the star-mask head, left out)."""
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        return predictor(tiles)[:, :channels]
+
+    return predict
 
 
 def _unmask(image: Any) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
@@ -445,6 +460,7 @@ def denoise(image: np.ndarray, **kwargs: Any) -> np.ndarray:
     ndarray
         float32, the input's shape; values in the input's own units, never clipped or rescaled.
     """
+    kwargs.setdefault("model_mask", False)  # only the output is returned
     return drain(iter_denoise(image, **kwargs)).output()
 
 
