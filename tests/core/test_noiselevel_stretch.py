@@ -258,3 +258,25 @@ def test_prefit_noise_profile_of_a_tiny_frame_is_its_white_noise_level():
     profile = prefit_noise_profile(tiny)
     assert profile.slope[0] == 0.0
     assert np.sqrt(profile.floor[0]) == pytest.approx(4.0, rel=0.2)
+
+
+@pytest.mark.parametrize(("gain", "read_noise"), [(1.5, 5.0), (0.2, 12.0), (8.0, 2.0)])
+def test_a_denoiser_that_keeps_some_noise_does_not_lower_the_floor(gain, read_noise):
+    # a prediction that follows the noise a little sorts the pixels by it: the residual's
+    # spread within each level bin is narrower than the noise, the input's differences are not
+    clean, noisy = _poisson_scene(gain, read_noise)
+    leaky = clean + 0.4 * (noisy - clean)
+    profile = fit_noise_profile(noisy, leaky)
+    sky = profile.sky[0]
+    true_floor = (gain * sky + read_noise**2) / gain**2
+    assert profile.floor[0] == pytest.approx(true_floor, rel=0.1)
+
+
+def test_correlated_noise_keeps_the_floor_fitted_to_the_residual():
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(6)
+    noise = uniform_filter(rng.normal(0.0, 10.0, (512, 512)), 3)  # neighbours correlated
+    noisy = (500.0 + noise).astype(np.float32)
+    profile = fit_noise_profile(noisy, np.full_like(noisy, 500.0))
+    assert np.sqrt(profile.floor[0]) == pytest.approx(np.std(noise), rel=0.1)

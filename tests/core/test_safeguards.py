@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_astrodenoise.core.noiselevel import NoiseProfile
 from napari_astrodenoise.core.pipeline import denoise
-from napari_astrodenoise.core.safeguards import cap_peaks, limit_change, square_max
+from napari_astrodenoise.core.safeguards import cap_peaks, limit_change, square_max, tail_factor
 from napari_astrodenoise.simulate.noise import poisson_gaussian
 
 
@@ -48,11 +49,13 @@ def test_change_limit_zero_leaves_the_output_alone():
 
 
 def test_change_limit_keeps_a_random_model_near_its_input(random_model):
+    # the random model's changes are a fraction of the noise (sigma 10): a limit of a
+    # twentieth of a sigma binds on them
     img = _sky((64, 64), sigma=10.0)
     free = denoise(img, model=random_model, tile_size=32, change_limit=0.0, peak_cap=0)
-    limited = denoise(img, model=random_model, tile_size=32, change_limit=1.0)
+    limited = denoise(img, model=random_model, tile_size=32, change_limit=0.05)
     assert np.abs(free - img).max() > 3 * np.abs(limited - img).max()
-    assert np.abs(limited - img).max() < 2.0 * 10.0  # ~1 sigma, with the fitted sigma
+    assert np.abs(limited - img).max() < 2.0 * 0.05 * 10.0  # with the fitted sigma
 
 
 # ------------------------------------------------------------------------------ peak cap
@@ -147,3 +150,46 @@ def test_peak_cap_of_a_bayer_mosaic_compares_pixels_behind_the_same_filter(rando
         for x0 in (0, 1):
             plane = mosaic[y0::2, x0::2]
             assert (out[y0::2, x0::2] <= maximum_filter(plane, size=3, mode="nearest")).all()
+
+
+# ---------------------------------------------------------------- the noise's own tail
+
+
+def _flat_profile(sigma: float) -> NoiseProfile:
+    return NoiseProfile(sky=np.zeros(1), floor=np.array([sigma**2]), slope=np.zeros(1))
+
+
+def test_gaussian_noise_has_no_wider_tail():
+    rng = np.random.default_rng(3)
+    noisy = rng.normal(0.0, 5.0, (600, 600)).astype(np.float32)
+    clean = np.zeros_like(noisy)
+    assert tail_factor(clean, noisy, _flat_profile(5.0), 0, 3.0) == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_heavy_tailed_noise_widens_the_limit_to_its_own_quantile():
+    # Student's t with 4 degrees of freedom, scaled to unit MAD-sigma: at 3 sigmas its tail
+    # holds several times the Gaussian share
+    rng = np.random.default_rng(4)
+    noise = rng.standard_t(4, (600, 600))
+    noise /= 1.4826 * np.median(np.abs(noise))
+    clean = np.zeros_like(noise, dtype=np.float32)
+    factor = tail_factor(clean, noise.astype(np.float32), _flat_profile(1.0), 0, 3.0)
+    from scipy.stats import t as student
+
+    scale = 1.0 / (1.4826 * student.ppf(0.75, 4))
+    expected = student.ppf(1 - 0.0013499, 4) * scale / 3.0  # the t quantile at the share
+    assert factor == pytest.approx(expected, rel=0.05)
+    assert factor > 1.2
+    limited = clean.copy()[np.newaxis]
+    limit_change(limited, noise.astype(np.float32)[np.newaxis], 3.0, _flat_profile(1.0))
+    # pure noise is held back in the Gaussian share of the pixels, not in the t's wider one
+    clipped = np.mean(limited[0] != 0.0)
+    assert clipped == pytest.approx(0.0027, rel=0.25)
+
+
+def test_a_residual_of_outliers_does_not_open_the_limit():
+    rng = np.random.default_rng(5)
+    noisy = rng.normal(0.0, 1.0, (400, 400)).astype(np.float32)
+    noisy[rng.random(noisy.shape) < 0.02] = 100.0  # two per cent of wild pixels
+    factor = tail_factor(np.zeros_like(noisy), noisy, _flat_profile(1.0), 0, 3.0)
+    assert factor == 2.0
