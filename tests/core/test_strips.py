@@ -59,7 +59,9 @@ def test_tiles_mirror_the_image_edges_as_numpy_pads(n, pad):
     np.testing.assert_array_equal(line[tiling._reflect_index(index, n)], expected)
 
 
-def test_filter_in_place_is_the_whole_planes_filter(monkeypatch):
+@pytest.mark.parametrize("cores", [1, 2, 3, 8])
+def test_filter_in_place_is_the_whole_planes_filter(monkeypatch, cores):
+    monkeypatch.setattr(strips.os, "cpu_count", lambda: cores)  # waves of 1, 2, 3, 8 strips
     rng = np.random.default_rng(0)
     plane = rng.normal(size=(101, 37)).astype(np.float32)
     expected = plane - gaussian_filter(plane, 2.5, mode="reflect")
@@ -74,6 +76,14 @@ def test_filter_in_place_is_the_whole_planes_filter(monkeypatch):
 
     strips.filter_in_place(plane, radius, compute, apply)
     np.testing.assert_array_equal(plane, expected)
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+def test_strips_on_threads_each_run_once(monkeypatch, cores):
+    monkeypatch.setattr(strips.os, "cpu_count", lambda: cores)
+    seen = []
+    strips.for_each_strip(10, 3, seen.append)
+    assert sorted((s.start, s.stop) for s in seen) == [(0, 3), (3, 6), (6, 9), (9, 10)]
 
 
 def test_tiles_take_the_fill_value_where_the_image_is_not_finite():

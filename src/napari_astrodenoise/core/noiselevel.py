@@ -272,16 +272,19 @@ def _sky_floor_from_differences(
     float
         A variance; 0 when too few sky pixels have finite neighbours.
     """
+    # every sampled row of a small frame, every few of a large one (half a million
+    # pixels are plenty for a MAD)
+    rows = max(1, level.size // 500_000)
     # centre pixels at the sampled columns j * step (j >= 1), with their two neighbours
-    left = channel[::step, step - 1 :: step]
-    centre = channel[::step, step::step]
-    right = channel[::step, step + 1 :: step]
+    left = channel[:: rows * step, step - 1 :: step]
+    centre = channel[:: rows * step, step::step]
+    right = channel[:: rows * step, step + 1 :: step]
     # pixels chosen by a local mean of the signal, so that noise the signal kept does not
     # choose them (a pixel picked for a low level would be one with low noise)
     finite = np.isfinite(level)
     fill = float(np.median(level[finite])) if finite.any() else 0.0
     smooth = uniform_filter(np.where(finite, level, fill), size=5, mode="nearest")
-    at = np.where(finite, smooth, np.nan)[:, 1:]
+    at = np.where(finite, smooth, np.nan)[::rows, 1:]
     n = min(left.shape[1], centre.shape[1], right.shape[1], at.shape[1])
     if n == 0:
         return 0.0
@@ -426,9 +429,13 @@ def _binned_variance(
         return None
     edges = np.quantile(level, np.linspace(0.0, 1.0, _PROFILE_BINS + 1))
     index = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, _PROFILE_BINS - 1)
+    # the samples grouped by bin in one stable sort: each bin a slice, not a mask
+    order = np.argsort(index, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=_PROFILE_BINS))])
+    residual, level = residual[order], level[order]
     levels, variances, counts = [], [], []
     for b in range(_PROFILE_BINS):
-        in_bin = index == b
+        in_bin = slice(bounds[b], bounds[b + 1])
         r = residual[in_bin]
         if r.size < _PROFILE_MIN_PIXELS:
             continue

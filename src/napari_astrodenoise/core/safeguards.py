@@ -26,7 +26,7 @@ from napari_astrodenoise.core.noiselevel import (
 )
 from napari_astrodenoise.core.options import SAFEGUARDS, option, resolve
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_stars
-from napari_astrodenoise.core.strips import row_strips, strip_rows, with_halo
+from napari_astrodenoise.core.strips import for_each_strip, row_strips, strip_rows, with_halo
 
 
 def limit_change(
@@ -74,7 +74,8 @@ def limit_change(
         profile = fit_noise_profile(original, denoised)
     for c, (plane_out, plane_inp) in enumerate(zip(denoised, original, strict=True)):
         scaled = np.float32(limit * tail_factor(plane_out, plane_inp, profile, c, limit))
-        for rows in row_strips(plane_out.shape[0], strip_rows(plane_out.shape[1])):
+
+        def strip(rows: slice, plane_out=plane_out, plane_inp=plane_inp, c=c, scaled=scaled):
             out, inp = plane_out[rows], plane_inp[rows]
             # the sigma of the fainter of the two levels: a star made up out of sky, or a
             # real star erased, is held to the noise of the sky, not to that of the star
@@ -84,6 +85,8 @@ def limit_change(
                 change = out - inp
                 over = np.abs(change) > bound
             out[over] = inp[over] + np.copysign(bound[over], change[over])
+
+        for_each_strip(plane_out.shape[0], strip_rows(plane_out.shape[1]), strip)
     return profile
 
 
@@ -260,8 +263,10 @@ def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
         return
     for plane_out, plane_inp in zip(denoised, original, strict=True):
         height = plane_out.shape[0]
-        # strips read with ``radius`` rows each side give exactly the whole plane's maxima
-        for rows in row_strips(height, strip_rows(plane_out.shape[1], radius)):
+
+        # strips read with ``radius`` rows each side of the input (never written) give
+        # exactly the whole plane's maxima
+        def strip(rows: slice, plane_out=plane_out, plane_inp=plane_inp, height=height):
             read, own = with_halo(rows, radius, height)
             inp, out = plane_inp[read], plane_out[rows]
             finite = np.isfinite(inp)
@@ -270,6 +275,8 @@ def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
             # non-finite output pixels (a NaN or inf restored from the input) stay as they
             # are, and so does a pixel with no finite input around it
             np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
+
+        for_each_strip(height, strip_rows(plane_out.shape[1], radius), strip)
 
 
 def square_max(plane: np.ndarray, radius: int) -> np.ndarray:

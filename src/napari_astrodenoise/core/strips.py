@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,6 +15,32 @@ STRIP_PIXELS = 1 << 21
 def strip_rows(width: int, halo: int = 0) -> int:
     """Rows per strip of a plane ``width`` pixels wide: about `STRIP_PIXELS`, >= ``halo``."""
     return max(1, halo, STRIP_PIXELS // max(1, width))
+
+
+def strip_workers(n_strips: int) -> int:
+    """Threads for ``n_strips`` strips: one per core, at most one per strip.
+
+    numpy's ufuncs and scipy's filters release the GIL on arrays this large, so strips on
+    threads run in parallel.
+    """
+    return max(1, min(n_strips, os.cpu_count() or 1))
+
+
+def for_each_strip(height: int, rows: int, work: Callable[[slice], None]) -> None:
+    """``work(strip)`` for every strip of ``rows`` rows, on threads, one per core.
+
+    For work whose strips are independent: each writes only its own rows, and reads
+    nothing another strip writes. The result is that of a loop over the strips, exactly.
+    """
+    strips = list(row_strips(height, rows))
+    workers = strip_workers(len(strips))
+    if workers == 1:
+        for strip in strips:
+            work(strip)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(work, strips):
+            pass
 
 
 def row_strips(height: int, rows: int) -> Iterator[slice]:
@@ -39,8 +67,8 @@ def filter_in_place(
     clipped to the plane) and where the strip's rows lie within them, and returns the
     strip's result; ``apply(rows, result)`` writes it. Each result is applied only after
     the next strip's has been computed, so every strip reads the plane as it was (a strip
-    is at least ``halo`` rows high): the outcome is the whole plane's, exactly, with two
-    strips of results held at a time.
+    is at least ``halo`` rows high): the outcome is the whole plane's, exactly. Strips are
+    computed on threads, a wave of one per core at a time, with a wave's results held.
 
     Parameters
     ----------
@@ -52,12 +80,23 @@ def filter_in_place(
         As above.
     """
     height, width = plane.shape
+    strips = list(row_strips(height, strip_rows(width, halo)))
+    workers = strip_workers(len(strips))
+
+    def run(rows: slice) -> np.ndarray:
+        return compute(*with_halo(rows, halo, height))
+
     pending: tuple[slice, np.ndarray] | None = None
-    for rows in row_strips(height, strip_rows(width, halo)):
-        read, own = with_halo(rows, halo, height)
-        result = compute(read, own)
-        if pending is not None:
-            apply(*pending)
-        pending = (rows, result)
+    # strips are computed a wave (one per thread) at a time, all from the plane as it was;
+    # a wave's last result waits until the next wave, which reads its rows, is computed
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for first in range(0, len(strips), workers):
+            wave = strips[first : first + workers]
+            results = list(pool.map(run, wave)) if workers > 1 else [run(wave[0])]
+            if pending is not None:
+                apply(*pending)
+            for rows, result in zip(wave[:-1], results[:-1], strict=True):
+                apply(rows, result)
+            pending = (wave[-1], results[-1])
     if pending is not None:
         apply(*pending)
