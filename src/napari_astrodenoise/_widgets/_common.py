@@ -16,14 +16,10 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_astrodenoise.fits_io import default_contrast_limits
-
 W = TypeVar("W", bound=Widget)
 
 #: metadata key naming what a layer made by these widgets holds
 ROLE = "astrodenoise_role"
-#: display gamma of the astro stretch: < 1 lifts faint sky structure
-ASTRO_GAMMA = 0.5
 _TRANSFORMS = ("scale", "translate", "rotate", "shear")
 
 
@@ -274,24 +270,39 @@ def upsert_image(
 # ------------------------------------------------------------------------------ contrast
 
 
-def astro_limits(data: Any, *, rgb: bool = False) -> tuple[float, float] | None:
-    """Display limits for linear astronomical data: the 0.5 and 99.8 percentiles.
+def astro_stretch(layer: Image) -> bool:
+    """Show an image layer with the astro auto-stretch; its data are not touched.
 
-    Of the finite pixels, on a strided sample (no copy); None for a constant image.
+    Contrast limits and gamma from :func:`napari_astrodenoise.core.display.display_stretch`
+    (colour channels linked). A constant or empty image keeps its display.
+
+    Returns
+    -------
+    bool
+        Whether the display was changed.
     """
-    array = np.asarray(data)
-    return default_contrast_limits(np.moveaxis(array, -1, 0) if rgb else array)
+    from napari_astrodenoise.core.display import display_stretch
+
+    stretch = display_stretch(np.asarray(layer.data), channel_axis=-1 if layer.rgb else None)
+    if stretch is None:
+        return False
+    layer.contrast_limits = stretch.contrast_limits
+    layer.gamma = stretch.gamma
+    return True
 
 
-def set_astro_contrast(layer: Image, *, gamma: float = ASTRO_GAMMA) -> None:
-    """Astro stretch of an image layer: percentile limits (not min-max) and ``gamma`` < 1.
+def auto_stretch(layer: Image) -> None:
+    """`astro_stretch` the layer unless the automatic stretch is switched off (settings)."""
+    from napari_astrodenoise.settings import auto_stretch as enabled
 
-    Use it for every new layer of linear data; a constant image keeps napari's limits.
-    """
-    limits = astro_limits(layer.data, rgb=layer.rgb)
-    if limits is not None:
-        layer.contrast_limits = limits
-    layer.gamma = gamma
+    if enabled():
+        astro_stretch(layer)
+
+
+def share_display(source: Image, target: Image) -> None:
+    """Show ``target`` through ``source``'s contrast limits and gamma (an honest comparison)."""
+    target.contrast_limits = tuple(source.contrast_limits)
+    target.gamma = float(source.gamma)
 
 
 def signed_limits(data: Any) -> tuple[float, float]:
