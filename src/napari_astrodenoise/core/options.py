@@ -61,6 +61,8 @@ class Option:
         Upper end and step of a widget's control (the API may take more).
     see : str
         The function that documents the option in full.
+    tip : str
+        The widget's tooltip, in an astrophotographer's words; the help line when empty.
     """
 
     name: str
@@ -81,6 +83,7 @@ class Option:
     widget_max: float | None = None
     step: float | None = None
     see: str = ""
+    tip: str = ""
 
     @property
     def flag(self) -> str:
@@ -112,6 +115,25 @@ class Option:
         if self.maximum is not None and value > self.maximum:
             return False
         return self.multiple is None or value % self.multiple == 0
+
+    @property
+    def tooltip(self) -> str:
+        """What a widget shows on hover: the tip (or the help line) and the default."""
+        return (
+            f"{self.tip or self.help[0].upper() + self.help[1:]}. Default: {_show(self.default)}."
+        )
+
+    def nearest(self, value: Any) -> Any:
+        """The valid value closest to a number: within the bounds, on the multiple."""
+        if self.choices or self.kind is str:
+            return value
+        if self.multiple is not None:
+            value = self.multiple * round(value / self.multiple)
+        if self.minimum is not None:
+            value = max(value, self.minimum)
+        if self.maximum is not None:
+            value = min(value, self.maximum)
+        return self.kind(value)
 
     def describe(self) -> str:
         """The help line with the default, as the CLI and docstrings show it."""
@@ -145,6 +167,11 @@ OUTPUT = (
         card="ADSTRNTH",
         comment="denoise strength, 0..1",
         history="strength",
+        tip=(
+            "How much noise to remove: 1 removes all the model finds, 0.5 half of it, 0 "
+            "leaves the image as it was. Changing it re-blends the last result at once, "
+            "without running again"
+        ),
     ),
     Option(
         "star_protection",
@@ -155,6 +182,11 @@ OUTPUT = (
         card="ADSTARPR",
         comment="star protection, 0..1",
         history="star protection",
+        tip=(
+            "Keep star cores as they were in your image: 0 denoises stars like the rest, 1 "
+            "leaves them untouched. Uses the Star mask layer (Advanced) or finds the stars "
+            "itself"
+        ),
     ),
 )
 
@@ -174,6 +206,10 @@ TILING = (
         history="tiles",
         widget_max=2048,
         step=16,
+        tip=(
+            "The image is denoised in square pieces of this size (a multiple of 16). Larger "
+            "is a little faster and needs more memory; the result hardly changes"
+        ),
     ),
     Option(
         "overlap",
@@ -187,6 +223,10 @@ TILING = (
         comment="tile overlap fraction",
         history="overlap",
         step=0.05,
+        tip=(
+            "How much neighbouring pieces overlap; they are blended smoothly so no seams "
+            "show. More overlap is slower"
+        ),
     ),
     Option(
         "blend",
@@ -199,6 +239,10 @@ TILING = (
         card="ADBLEND",
         comment="tile blending",
         history="blend",
+        tip=(
+            "How overlapping pieces are joined: 'gaussian' (smooth, no seams) or 'none' (only"
+            " to see what seams would look like)"
+        ),
     ),
     Option(
         "sigma_scale",
@@ -212,6 +256,7 @@ TILING = (
         history="blend sigma",
         widget_max=1.0,
         step=0.025,
+        tip=("Width of the smooth blend between pieces, as a fraction of the piece"),
     ),
 )
 
@@ -228,6 +273,10 @@ NETWORK = (
         card="ADENSMBL",
         comment="flips/transposes averaged per tile",
         history="self-ensemble",
+        tip=(
+            "Run the model on flipped copies of each piece and average them: a little "
+            "cleaner, and 2, 4 or 8 times slower"
+        ),
     ),
 )
 
@@ -246,6 +295,10 @@ SAFEGUARDS = (
         widget_max=256.0,
         step=1.0,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
+        tip=(
+            "Keep the brightness and colour of anything larger than this many pixels "
+            "(nebulae, galaxies, the sky gradient) exactly as in your image. 0 turns it off"
+        ),
     ),
     Option(
         "lock_threshold",
@@ -262,6 +315,10 @@ SAFEGUARDS = (
         widget_max=10.0,
         step=0.5,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
+        tip=(
+            "On empty sky, let the model smooth blotches up to 4x the flux-lock size unless "
+            "the change looks like real signal (this many noise sigmas). 0 locks strictly"
+        ),
     ),
     Option(
         "change_limit",
@@ -277,6 +334,10 @@ SAFEGUARDS = (
         widget_max=100.0,
         step=0.5,
         see="napari_astrodenoise.core.safeguards.limit_change",
+        tip=(
+            "No pixel may change by more than this many times the noise: nothing bright can "
+            "be invented or erased. 0 turns it off"
+        ),
     ),
     Option(
         "peak_cap",
@@ -294,6 +355,10 @@ SAFEGUARDS = (
         widget_max=16,
         step=1,
         see="napari_astrodenoise.core.safeguards.cap_peaks",
+        tip=(
+            "No pixel may come out brighter than the brightest pixel around it in your image "
+            "(within this many pixels). 0 turns it off"
+        ),
     ),
     Option(
         "star_refit",
@@ -309,6 +374,10 @@ SAFEGUARDS = (
         widget_max=1.0,
         step=0.01,
         see="napari_astrodenoise.core.starrefit.refit_stars",
+        tip=(
+            "Give star cores back the brightness your image supports, so stars keep their "
+            "photometry. 0 turns it off"
+        ),
     ),
 )
 
