@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from magicgui.widgets import Container, Widget, create_widget
+from magicgui.widgets import Container, Label, ProgressBar, Widget, create_widget
 from napari.layers import Image, Layer
 from napari.qt.threading import thread_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 W = TypeVar("W", bound=Widget)
@@ -34,6 +35,11 @@ def notify_error(message: str) -> None:
 def notify_info(message: str) -> None:
     """Show an information notification in napari."""
     show_info(message)
+
+
+def notify_warning(message: str) -> None:
+    """Show a warning notification in napari (the action goes on)."""
+    show_warning(message)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -339,8 +345,22 @@ class Panel(Container):
     """A widget container filled in display order: ``self.run = self.add(PushButton(...))``.
 
     Each control is placed where it is made, so a panel's layout is read top to bottom in
-    its ``__init__`` and never listed twice.
+    its ``__init__`` and never listed twice. A panel scrolls when the dock area is shorter
+    than it.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"scrollable": True, **kwargs})
+
+    @property
+    def native(self) -> Any:
+        """The outermost Qt widget, the scroll area: what napari puts in its dock."""
+        return self.root_native_widget
+
+    @property
+    def inner(self) -> Any:
+        """The Qt widget inside the scroll area, which holds the layout."""
+        return Container.native.fget(self)
 
     def add(self, widget: W) -> W:
         """Append ``widget`` below the others and return it."""
@@ -423,6 +443,51 @@ class LatestRunner:
             self._start(args)
 
 
+def time_left(seconds: float) -> str:
+    """A duration in words for a progress line: "about 40 s", "about 3 min"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    return f"about {round(seconds / 60)} min"
+
+
+class ProgressLine(Container):
+    """A progress bar and a line under it: "12 / 36 tiles, about 20 s left".
+
+    Hidden until a job starts; the time left is the elapsed time per unit done, times the
+    units still to do.
+    """
+
+    def __init__(self, unit: str = "tiles") -> None:
+        self.bar = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.text = Label(value="")
+        super().__init__(widgets=[self.bar, self.text], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.unit = unit
+        self._started = 0.0
+        self.visible = False
+
+    def start(self) -> None:
+        """Show an empty bar and start the clock."""
+        self._started = time.monotonic()
+        self.bar.max, self.bar.value = 1, 0
+        self.text.value = "starting..."
+        self.visible = True
+
+    def update(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` units and the time left."""
+        self.bar.max = max(1, int(total))
+        self.bar.value = min(int(done), self.bar.max)
+        text = f"{done} / {total} {self.unit}" if self.unit else f"{100 * done // total} %"
+        if 0 < done < total:
+            elapsed = time.monotonic() - self._started
+            text += f", {time_left(elapsed / done * (total - done))} left"
+        self.text.value = text
+
+    def stop(self) -> None:
+        """Hide the bar: the job is over."""
+        self.visible = False
+
+
 class Task:
     """One long job at a time in a napari thread_worker, with a progress bar and Cancel.
 
@@ -439,8 +504,10 @@ class Task:
         returned: Callable[[Any], None],
         state: Callable[[bool], None] = lambda running: None,
         yielded: Callable[[Any], None] | None = None,
+        line: ProgressLine | None = None,
     ) -> None:
         self.name = name
+        self.line = line
         self._returned = returned
         self._state = state
         self._yielded = yielded
@@ -470,6 +537,8 @@ class Task:
         worker.aborted.connect(self._aborted)
         worker.finished.connect(self._finished)
         self._worker = worker
+        if self.line is not None:
+            self.line.start()
         self._state(True)
         worker.start()
 
@@ -486,6 +555,8 @@ class Task:
         if self._bar is None or not isinstance(value, tuple):
             return
         done, total = value
+        if self.line is not None:
+            self.line.update(done, total)
         if self._bar.total != total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
@@ -500,5 +571,7 @@ class Task:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self.line is not None:
+            self.line.stop()
         self._worker = None
         self._state(False)
