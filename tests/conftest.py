@@ -9,6 +9,7 @@ import pytest
 from astropy.io import fits
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fits"
+SHARED_FORMATS = SHARED_DATA.parent / "formats"
 
 
 def _astropy_fits_data() -> Path:
@@ -25,6 +26,16 @@ def shared_fits_dir() -> Path:
             f"real FITS data not found at {SHARED_DATA} (../shared/data beside the checkout)"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_formats_dir() -> Path:
+    """``../shared/data/formats`` (real XISF files) beside the checkout; skips where absent."""
+    if not SHARED_FORMATS.is_dir():
+        pytest.skip(
+            f"real XISF files not found at {SHARED_FORMATS} (../shared/data beside the checkout)"
+        )
+    return SHARED_FORMATS
 
 
 @pytest.fixture(scope="session")

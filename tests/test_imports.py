@@ -30,7 +30,18 @@ def _engine_modules() -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("module", [*_engine_modules(), "fits_io", "fits_write", "cli"])
+IO_MODULES = (
+    "fits_io",
+    "fits_write",
+    "xisf_blocks",
+    "xisf_io",
+    "xisf_write",
+    "tiff_io",
+    "image_io",
+)
+
+
+@pytest.mark.parametrize("module", [*_engine_modules(), *IO_MODULES, "cli"])
 def test_engine_modules_load_no_gui_toolkit(module):
     loaded = _loaded_after(f"import napari_astrodenoise.{module}")
     assert not loaded & set(GUI)
@@ -46,6 +57,16 @@ def test_public_api_is_importable_without_napari():
 def test_reading_fits_does_not_import_torch():
     loaded = _loaded_after("import napari_astrodenoise._reader, napari_astrodenoise.fits_io")
     assert "torch" not in loaded
+
+
+def test_reading_and_writing_xisf_and_tiff_do_not_import_torch(tmp_path):
+    script = (
+        "import numpy as np; from napari_astrodenoise.image_io import read_image, write_image; "
+        f"[read_image(write_image({str(tmp_path)!r} + '/a' + s, np.ones((4, 4), 'f4'))) "
+        "for s in ('.xisf', '.tif')]"
+    )
+    loaded = _loaded_after(script)
+    assert "torch" not in loaded and "tifffile" in loaded
 
 
 def test_package_import_is_cheap():

@@ -25,6 +25,8 @@ METADATA_KEYS = {
     "extname",
     "bayer_pattern",
     "fits_kind",
+    "file_format",
+    "format_info",
 }
 SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 
@@ -197,3 +199,56 @@ def test_reader_and_writer_import_neither_torch_nor_napari(crafted_fits):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- XISF and TIFF
+
+
+def _same_sky(tmp_path: Path) -> tuple[np.ndarray, dict[str, Path]]:
+    """One picture (top row first) saved as FITS, XISF (xisf package) and TIFF (tifffile)."""
+    import tifffile
+    import xisf
+
+    top_down = np.arange(6 * 8, dtype=np.float32).reshape(6, 8)
+    paths = {
+        "fits": tmp_path / "sky.fits",
+        "xisf": tmp_path / "sky.xisf",
+        "tiff": tmp_path / "sky.tif",
+    }
+    fits.PrimaryHDU(top_down[::-1]).writeto(paths["fits"])  # FITS: bottom row first
+    xisf.XISF.write(str(paths["xisf"]), top_down[:, :, None])
+    tifffile.imwrite(paths["tiff"], top_down)
+    return top_down, paths
+
+
+def test_the_same_sky_is_shown_the_same_way_up_from_every_format(tmp_path):
+    pytest.importorskip("xisf")
+    top_down, paths = _same_sky(tmp_path)
+    layers = {name: read_fits_layers(str(path)) for name, path in paths.items()}
+    for name, [(data, kwargs, _)] in layers.items():
+        np.testing.assert_array_equal(data, top_down[::-1], err_msg=name)
+        assert _world(kwargs, (0, 0)) == (5.0, 0.0), name  # data row 0 drawn at the bottom
+        assert kwargs["metadata"]["file_format"] == name
+        assert set(kwargs["metadata"]) == METADATA_KEYS
+
+
+@pytest.mark.parametrize("name", ["sky.xisf", "SKY.XISF", "sky.tif", "sky.TIFF"])
+def test_reader_is_offered_for_xisf_and_astro_tiff(tmp_path, name):
+    import tifffile
+
+    path = tmp_path / name
+    if name.lower().endswith("xisf"):
+        path.write_bytes(b"XISF0100")
+    else:
+        tifffile.imwrite(path, np.zeros((4, 4), np.uint16))
+    assert napari_get_reader(str(path)) is read_fits_layers
+
+
+def test_reader_leaves_picture_tiffs_to_napari(tmp_path):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "photo.tif", np.zeros((4, 4, 3), np.uint8), photometric="rgb")
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00 cut")
+    assert napari_get_reader(str(tmp_path / "photo.tif")) is None
+    assert napari_get_reader(str(tmp_path / "broken.tif")) is None
+    assert napari_get_reader(str(tmp_path / "missing.tif")) is None

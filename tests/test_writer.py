@@ -108,3 +108,50 @@ def test_saving_over_an_existing_file_replaces_it(tmp_path):
     path.write_bytes(b"old")
     write_fits_layer(str(path), np.ones((2, 3)), {"name": "o", "metadata": {}})
     np.testing.assert_array_equal(fits.getdata(path), 1)
+
+
+# --------------------------------------------------------------------------- XISF and TIFF
+
+
+def test_xisf_layer_saves_as_xisf_with_keywords_properties_and_icc(shared_formats_dir, tmp_path):
+    from napari_astrodenoise._writer import write_xisf_layer
+    from napari_astrodenoise.xisf_io import read_xisf
+
+    source = shared_formats_dir / "ic410_lrgb_f32_pixinsight.xisf"
+    [(data, kwargs, _)] = read_fits_layers(str(source))
+    assert data.shape == (406, 616, 3)
+    [out] = write_xisf_layer(str(tmp_path / "saved.xisf"), data, _meta(kwargs))
+    [back] = read_xisf(out)
+    [image] = read_xisf(source)
+    np.testing.assert_array_equal(back.data, image.data)
+    assert back.header["OBJECT"] == "IC410"
+    assert back.format_info["icc_profile"] == image.format_info["icc_profile"]
+    assert "PixInsight:ProcessingHistory" in back.format_info["properties"]
+    assert "saved from napari layer" in back.format_info["properties"]["Processing:History"].value
+
+
+def test_fits_layer_saves_as_tiff_and_xisf_the_right_way_up(crafted_fits, tmp_path):
+    import tifffile
+
+    from napari_astrodenoise._writer import write_tiff_layer, write_xisf_layer
+    from napari_astrodenoise.image_io import read_image
+
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["with_wcs"]))
+    for writer, name in ((write_tiff_layer, "a.tif"), (write_xisf_layer, "a.xisf")):
+        [out] = writer(str(tmp_path / name), data, _meta(kwargs))
+        [back] = read_image(out)
+        np.testing.assert_array_equal(back.data, data)
+        assert back.wcs is not None and back.header["CRVAL1"] == 250.42
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), data[::-1])
+
+
+def test_stack_layer_is_refused_by_xisf_and_tiff(crafted_fits, tmp_path):
+    import pytest
+
+    from napari_astrodenoise._writer import write_tiff_layer, write_xisf_layer
+
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["cube5"]))
+    for writer, name in ((write_tiff_layer, "s.tif"), (write_xisf_layer, "s.xisf")):
+        with pytest.raises(ValueError, match="write a stack as FITS"):
+            writer(str(tmp_path / name), data, _meta(kwargs))
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,8 @@ _LAZY = {
     "list_models": "napari_astrodenoise.core.weights",
     "read_fits": "napari_astrodenoise.fits_io",
     "write_fits": "napari_astrodenoise.fits_io",
+    "read_image": "napari_astrodenoise.image_io",
+    "write_image": "napari_astrodenoise.image_io",
 }
 
 __all__ = [
@@ -38,9 +40,11 @@ __all__ = [
     "list_models",
     "load_model",
     "read_fits",
+    "read_image",
     "seam_map",
     "star_mask",
     "write_fits",
+    "write_image",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_astrodenoise.core.weights import list_models, load_model
     from napari_astrodenoise.finetune import finetune, iter_finetune
     from napari_astrodenoise.fits_io import read_fits, write_fits
+    from napari_astrodenoise.image_io import read_image, write_image
 
 
 def __getattr__(name: str) -> Any:

@@ -1,13 +1,16 @@
-"""napari reader: FITS images as image layers, FITS row 1 at the bottom as in DS9 and Siril.
+"""napari reader: FITS, XISF and TIFF images as image layers, the picture's top at the top.
 
-Thin glue over :mod:`napari_astrodenoise.fits_io`; imports neither torch nor napari.
+Thin glue over :func:`napari_astrodenoise.image_io.read_image`; imports neither torch nor
+napari.
 
 How a file becomes layers
 -------------------------
 Every 2-D or 3-D image HDU with data becomes one image layer (tables, empty HDUs and 1-D
-images are skipped). A cube of 3 planes is one colour layer: the (3, H, W) array is passed
-as ``np.moveaxis(data, 0, -1)``, a (H, W, 3) view, with ``rgb=True``; other cubes are a
-stack with a slider. Metadata are :func:`napari_astrodenoise.fits_io.layer_metadata`.
+images are skipped); every image of an XISF file, and the first image of an astro TIFF
+(16-bit integer or 32-bit float, mono or RGB), too. A cube of 3 planes is one colour
+layer: the (3, H, W) array is passed as ``np.moveaxis(data, 0, -1)``, a (H, W, 3) view,
+with ``rgb=True``; other cubes are a stack with a slider. Metadata are
+:func:`napari_astrodenoise.fits_io.layer_metadata`.
 
 Several files (napari passes a list when asked to stack, ``viewer.open(paths, stack=True)``)
 become one stack layer with a slider when each holds one image of the same shape and kind,
@@ -15,20 +18,25 @@ such as a night's subframes; otherwise a warning says why and each file gives it
 
 Orientation
 -----------
-napari draws row 0 at the top; FITS row 1 is the bottom of the picture. The array and its
-pixel (data) coordinates are left as they are; the layer gets a transform that mirrors the
-y axis: ``scale`` -1 and ``translate`` H - 1 on it. Data row ``r`` is drawn at world
-``y = H - 1 - r``, so the world extent is the same as unflipped (-0.5 .. H - 0.5) and
-layers derived from this one line up when they copy its ``scale`` and ``translate``
+napari draws row 0 at the top; FITS row 1 is the bottom of the picture. XISF and TIFF store
+the top row first, and their readers reverse the rows, so every image arrives in the FITS
+order and the same sky is shown the same way up whichever file it came from. The array
+and its pixel (data) coordinates are left as they are; the layer gets a transform that
+mirrors the y axis: ``scale`` -1 and ``translate`` H - 1 on it. Data row ``r`` is drawn
+at world ``y = H - 1 - r``, so the world extent is the same as unflipped (-0.5 .. H - 0.5)
+and layers derived from this one line up when they copy its ``scale`` and ``translate``
 (see :func:`display_transform`).
 
 Errors
 ------
 :func:`napari_get_reader` never raises: it returns None for anything whose name does not
-end like a FITS file (any case) and the reader function otherwise, without opening the
-file. The reader function raises :class:`~napari_astrodenoise.fits_io.FitsReadError` (a
-``ValueError``) naming the file and the reason; it is not turned into a notification here,
-because napari already surfaces reader errors without stopping:
+end like a FITS, XISF or TIFF file (any case), and for a TIFF that is not an astro image
+(an 8-bit picture, say: napari's own reader takes it); for the others it returns the reader
+function. It opens no file but a TIFF, whose first directory it reads. The reader function
+raises :class:`~napari_astrodenoise.fits_io.ImageReadError` (a ``ValueError``;
+``FitsReadError``, ``XisfReadError`` or ``TiffReadError``) naming the file and the
+reason; it is not turned into a notification here, because napari already surfaces reader
+errors without stopping:
 
 - ``viewer.open(path, plugin="napari-astrodenoise")`` re-raises it to the script;
 - ``viewer.open(path, plugin=None)`` with this plugin preferred for ``*.fits`` wraps it in
@@ -54,10 +62,9 @@ import numpy as np
 from napari_astrodenoise.fits_io import (
     FitsImage,
     default_contrast_limits,
-    is_fits_path,
     layer_metadata,
-    read_fits,
 )
+from napari_astrodenoise.image_io import format_of_name, read_image
 
 __all__ = [
     "display_kwargs",
@@ -65,6 +72,7 @@ __all__ = [
     "fits_layer_data",
     "napari_get_reader",
     "read_fits_layers",
+    "read_image_layers",
     "stack_layer_data",
 ]
 
@@ -73,7 +81,7 @@ PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def napari_get_reader(path: object) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """Return the FITS reader for FITS file names, None for anything else.
+    """Return the reader for FITS, XISF and astro TIFF files, None for anything else.
 
     Parameters
     ----------
@@ -84,9 +92,10 @@ def napari_get_reader(path: object) -> Callable[[PathOrPaths], list[LayerData]] 
     Returns
     -------
     callable or None
-        :func:`read_fits_layers` when every path's name ends with a FITS suffix
-        (``.fits``, ``.fit``, ``.fts``, these with ``.gz``, ``.fz``; any case) and is not
-        a directory; None otherwise. Never raises and never opens the file.
+        :func:`read_image_layers` when every path's name ends with a FITS suffix
+        (``.fits``, ``.fit``, ``.fts``, these with ``.gz``, ``.fz``), ``.xisf``, or
+        ``.tif``/``.tiff`` for a 16-bit integer or 32-bit float mono or RGB image (any
+        case), and is not a directory; None otherwise. Never raises.
     """
     if isinstance(path, str | os.PathLike):
         paths: list[object] = [path]
@@ -95,13 +104,22 @@ def napari_get_reader(path: object) -> Callable[[PathOrPaths], list[LayerData]] 
     else:
         return None
     for item in paths:
-        if not is_fits_path(item) or os.path.isdir(item):  # type: ignore[arg-type]
+        found = format_of_name(item)
+        if found is None or os.path.isdir(item):  # type: ignore[arg-type]
             return None
-    return read_fits_layers
+        if found == "tiff" and not _is_astro_tiff(item):
+            return None
+    return read_image_layers
 
 
-def read_fits_layers(path: PathOrPaths) -> list[LayerData]:
-    """Read FITS file(s) into napari layer data tuples.
+def _is_astro_tiff(path: object) -> bool:
+    from napari_astrodenoise.tiff_io import is_astro_tiff
+
+    return is_astro_tiff(path)  # type: ignore[arg-type]
+
+
+def read_image_layers(path: PathOrPaths) -> list[LayerData]:
+    """Read FITS, XISF or TIFF file(s) into napari layer data tuples.
 
     Parameters
     ----------
@@ -117,17 +135,21 @@ def read_fits_layers(path: PathOrPaths) -> list[LayerData]:
 
     Raises
     ------
-    napari_astrodenoise.fits_io.FitsReadError
+    napari_astrodenoise.fits_io.ImageReadError
         For the first file that cannot be read, naming it and the reason.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    images = [read_fits(item) for item in paths]
+    images = [read_image(item) for item in paths]
     if len(paths) > 1:
         reason = _why_not_stackable(images)
         if reason is None:
             return [stack_layer_data([found[0] for found in images])]
         warnings.warn(f"not stacked: {reason}; each file is opened as it is", stacklevel=2)
     return [fits_layer_data(image) for found in images for image in found]
+
+
+#: the name the reader had when it read FITS alone
+read_fits_layers = read_image_layers
 
 
 def _why_not_stackable(images: list[list[FitsImage]]) -> str | None:
@@ -171,12 +193,12 @@ def stack_layer_data(images: Sequence[FitsImage]) -> LayerData:
 
 
 def fits_layer_data(image: FitsImage) -> LayerData:
-    """Build the napari image layer data tuple for one FITS image.
+    """Build the napari image layer data tuple for one image (FITS, XISF or TIFF).
 
     Parameters
     ----------
     image : FitsImage
-        As read by :func:`napari_astrodenoise.fits_io.read_fits`.
+        As read by :func:`napari_astrodenoise.image_io.read_image`.
 
     Returns
     -------

@@ -1,7 +1,11 @@
-"""napari writer: save an image layer as linear float32 FITS, header, WCS and provenance kept.
+"""napari writers: save an image layer as linear float32 FITS, XISF or TIFF, header kept.
 
-Thin glue over :func:`napari_astrodenoise.fits_io.write_fits`; imports neither torch nor
-napari. What the written file holds:
+Thin glue over :func:`napari_astrodenoise.image_io.write_image`; imports neither torch nor
+napari. What a written FITS file holds (XISF and TIFF hold the same, as their writers in
+:mod:`~napari_astrodenoise.xisf_write` and :mod:`~napari_astrodenoise.tiff_io` say: the
+keywords, with the WCS, in ``<FITSKeyword>`` elements or the TIFF description; rows stored
+top row first, as those formats want; mono and RGB layers only; an XISF layer's properties
+and ICC profile written back):
 
 - the layer data as float32 in the axis order it came from: (H, W); a stack (N, H, W) as
   ``NAXIS3 = N``; an rgb layer (H, W, 3) as (3, H, W), i.e. ``NAXIS3 = 3``. The display
@@ -25,9 +29,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from napari_astrodenoise.fits_io import write_fits
+from napari_astrodenoise.image_io import write_image
 
-__all__ = ["write_fits_layer"]
+__all__ = ["write_fits_layer", "write_tiff_layer", "write_xisf_layer"]
 
 
 def write_fits_layer(path: str, data: Any, meta: dict) -> list[str]:
@@ -54,19 +58,53 @@ def write_fits_layer(path: str, data: Any, meta: dict) -> list[str]:
     ValueError
         For data that are neither 2-D nor 3-D, or invalid provenance in the metadata.
     """
+    return _write_layer(path, data, meta, "fits")
+
+
+def write_xisf_layer(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one mono or RGB napari image layer to an XISF file (Float32).
+
+    Parameters and return as :func:`write_fits_layer`; ``metadata["format_info"]`` of a
+    layer read from XISF gives the properties and ICC profile written back.
+
+    Raises
+    ------
+    ValueError
+        For a stack layer (XISF holds mono or RGB), or invalid provenance.
+    """
+    return _write_layer(path, data, meta, "xisf")
+
+
+def write_tiff_layer(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one mono or RGB napari image layer to a float32 TIFF.
+
+    Parameters and return as :func:`write_fits_layer`.
+
+    Raises
+    ------
+    ValueError
+        For a stack layer (TIFF is written mono or RGB), or invalid provenance.
+    """
+    return _write_layer(path, data, meta, "tiff")
+
+
+def _write_layer(path: str, data: Any, meta: dict, file_format: str) -> list[str]:
     metadata = meta.get("metadata") or {}
     array = np.asarray(data[0] if meta.get("multiscale") else data)
     rgb = bool(meta.get("rgb", False))
     channel_axis = -1 if rgb else (0 if array.ndim == 3 else None)
     extra = metadata.get("astrodenoise") or {}
     history = [f"saved from napari layer '{meta.get('name', '')}'", *extra.get("history", ())]
-    written = write_fits(
+    source_info = metadata.get("format_info") if metadata.get("file_format") == "xisf" else None
+    written = write_image(
         path,
         array,
+        file_format=file_format,
         header=_layer_header(metadata),
         channel_axis=channel_axis,
         provenance=extra.get("provenance"),
         history=history,
+        format_info=source_info,
         overwrite=True,
     )
     return [str(written)]

@@ -1,22 +1,32 @@
-"""The ``astrodenoise`` command: denoise, starmask, seams and models, FITS in and FITS out.
+"""The ``astrodenoise`` command: denoise, starmask, seams and models; FITS, XISF and TIFF in.
 
-Every output goes through the same writer as the napari plugin (header and WCS kept,
-provenance written, atomic), and no existing file is replaced without ``--overwrite``.
+Inputs are read by :func:`~napari_astrodenoise.image_io.read_image` (FITS, XISF or astro
+TIFF). ``denoise`` writes the input's format unless ``--format`` (or the ``-o`` name) says
+another; ``starmask`` and ``seams`` write FITS. Every output goes through the same writers
+as the napari plugin (header and WCS kept, provenance written, atomic), and no existing
+file is replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_astrodenoise import _preflight
 from napari_astrodenoise.core.options import DENOISE, TILING, Option
 
+#: output formats of ``denoise --format``, as :data:`napari_astrodenoise.image_io.FORMATS`
+#: (named here so that ``--help`` loads no astropy)
+FORMATS = ("fits", "xisf", "tiff")
+#: exit status of every one-line error: bad input, an unusable model, an OS error
 EXIT_BAD_INPUT = 2
 #: exit status after Ctrl-C (128 + SIGINT), as shells report it
 EXIT_CANCELLED = 130
+#: exit status after SIGTERM (128 + 15)
+EXIT_TERMINATED = 143
 
 
 class CliError(Exception):
@@ -26,20 +36,42 @@ class CliError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astrodenoise",
-        description="Denoise linear astronomical FITS images without inventing detail.",
+        description="Denoise linear astronomical FITS, XISF and TIFF images without "
+        "inventing detail.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("denoise", help="denoise FITS images (or a bundled sample)")
+    p = sub.add_parser(
+        "denoise",
+        help="denoise FITS, XISF or TIFF images (or a bundled sample)",
+        description="Denoise FITS (.fits .fit .fts, also .gz and .fz), XISF (.xisf) or TIFF "
+        "(.tif .tiff, 16-bit integer or 32-bit float) images. The output is written in the "
+        "input's format unless --format or the -o name says another: fits, xisf (Float32) "
+        "or tiff (float32, or 16-bit with --tiff-bits 16).",
+    )
     _add_inputs(p, sample=True)
-    _add_outputs(p)
+    _add_outputs(p, suffix="IN_denoised.EXT, EXT of the output format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format: fits, xisf or tiff (default: the -o name's, else the input's)",
+    )
+    p.add_argument("--compress", action="store_true", help="XISF output: zlib with byte shuffling")
+    p.add_argument(
+        "--tiff-bits",
+        type=int,
+        choices=(32, 16),
+        default=32,
+        help="TIFF output: 32 (float, default) or 16 (integers, scaling recorded)",
+    )
     p.add_argument("--model", default="default", help="shipped model name or model file")
     _add_options(p, DENOISE)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("starmask", help="write the soft star mask of FITS images")
+    p = sub.add_parser("starmask", help="write the soft star mask of images as FITS")
     _add_inputs(p)
     _add_outputs(p)
     p.add_argument("--threshold", type=float, default=5.0, help="noise sigmas (default 5)")
@@ -63,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         "noise (--single). The new model goes to your user model directory; use it with "
         "'astrodenoise denoise IN --model NAME'.",
     )
-    p.add_argument("frames", nargs="+", type=Path, metavar="FRAME", help="FITS sub-exposures")
+    p.add_argument(
+        "frames", nargs="+", type=Path, metavar="FRAME", help="FITS, XISF or TIFF sub-exposures"
+    )
     p.add_argument("--name", required=True, help="name of the new model")
     p.add_argument(
         "--minutes", type=float, default=10.0, help="time budget in minutes (default 10)"
@@ -91,7 +125,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
     p.add_argument(
-        "inputs", nargs="*" if sample else "+", type=Path, metavar="IN", help="FITS files"
+        "inputs",
+        nargs="*" if sample else "+",
+        type=Path,
+        metavar="IN",
+        help="FITS, XISF or TIFF files",
     )
     p.add_argument("--hdu", type=int, default=None, help="HDU index (default: first image HDU)")
     if sample:
@@ -102,10 +140,10 @@ def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
         )
 
 
-def _add_outputs(p: argparse.ArgumentParser) -> None:
+def _add_outputs(p: argparse.ArgumentParser, *, suffix: str = "IN_SUFFIX.fits") -> None:
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("-o", "--output", type=Path, help="output FITS (one input only)")
-    group.add_argument("--output-dir", type=Path, help="folder for outputs, named IN_SUFFIX.fits")
+    group.add_argument("-o", "--output", type=Path, help="output file (one input only)")
+    group.add_argument("--output-dir", type=Path, help=f"folder for outputs, named {suffix}")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
@@ -129,57 +167,95 @@ def _parse(o: Option) -> Any:
     return parse
 
 
-def _sources(args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
-    """(label, FitsImage) for each input: a file's chosen HDU, or the bundled sample."""
-    from napari_astrodenoise.fits_io import FitsReadError, read_fits
-
+def _labels(args: argparse.Namespace) -> list[str]:
+    """The inputs' labels; every input file is checked to be there and readable, not read."""
     if getattr(args, "sample", None):
         if args.inputs:
             msg = "give input files or --sample, not both"
             raise CliError(msg)
-        from napari_astrodenoise._sample_data import sample_image
-
-        yield args.sample, sample_image(args.sample)
-        return
+        return [args.sample]
     if not args.inputs:
         msg = "no input files given (or use --sample m13)"
         raise CliError(msg)
-    for path in args.inputs:
-        if not path.is_file():
-            msg = f"{path}: no such file"
-            raise CliError(msg)
-        try:
-            images = read_fits(path)
-        except FitsReadError as err:
-            raise CliError(str(err)) from None
-        if args.hdu is None:
-            yield str(path), images[0]
-            continue
-        chosen = [im for im in images if im.hdu_index == args.hdu]
-        if not chosen:
-            found = [im.hdu_index for im in images]
-            msg = f"{path}: HDU {args.hdu} is not an image HDU with data (image HDUs: {found})"
-            raise CliError(msg)
-        yield str(path), chosen[0]
+    _preflight.check_inputs(args.inputs)
+    return [str(path) for path in args.inputs]
 
 
-def _output_paths(args: argparse.Namespace, labels: Sequence[str], suffix: str) -> list[Path]:
+def _source(args: argparse.Namespace, label: str) -> Any:
+    """The image of one input: the bundled sample, or the chosen HDU of a file."""
+    from napari_astrodenoise.fits_io import ImageReadError
+    from napari_astrodenoise.image_io import read_image
+
+    if getattr(args, "sample", None):
+        from napari_astrodenoise._sample_data import sample_image
+
+        return sample_image(args.sample)
+    path = Path(label)
+    try:
+        images = read_image(path)
+    except ImageReadError as err:
+        raise CliError(str(err)) from None
+    if args.hdu is None:
+        return images[0]
+    chosen = [im for im in images if im.hdu_index == args.hdu]
+    if not chosen:
+        found = [im.hdu_index for im in images]
+        msg = f"{path}: HDU {args.hdu} is not an image HDU with data (image HDUs: {found})"
+        raise CliError(msg)
+    return chosen[0]
+
+
+def _output_paths(
+    args: argparse.Namespace,
+    labels: Sequence[str],
+    suffix: str,
+    formats: Sequence[str] | None = None,
+) -> list[Path]:
+    """The outputs, ``-o`` or ``IN_SUFFIX.EXT`` in ``--output-dir`` (EXT of each format),
+    checked to be writable (and free, without --overwrite) before any work."""
+    from napari_astrodenoise.image_io import SUFFIXES
+
     if args.output is not None:
         if len(labels) != 1:
             msg = f"-o takes one input, got {len(labels)}: use --output-dir for several"
             raise CliError(msg)
         outs = [args.output]
     else:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-        outs = [args.output_dir / f"{_stem(label)}_{suffix}.fits" for label in labels]
+        _preflight.make_folder(args.output_dir)
+        exts = [SUFFIXES[f][0] for f in formats] if formats else [".fits"] * len(labels)
+        outs = [
+            args.output_dir / f"{_stem(label)}_{suffix}{ext}"
+            for label, ext in zip(labels, exts, strict=True)
+        ]
         if len(set(outs)) != len(outs):
             msg = "two inputs share a name; write them in separate calls or folders"
             raise CliError(msg)
-    for out in outs:
-        if out.exists() and not args.overwrite:
-            msg = f"{out} exists; pass --overwrite to replace it"
-            raise CliError(msg)
+    _preflight.check_outputs(outs, overwrite=args.overwrite)
     return outs
+
+
+def _write(args: argparse.Namespace, out: Path, data: Any, **fields: Any) -> None:
+    """``write_image`` (atomic) with an OS error said in one line; the output is counted."""
+    from napari_astrodenoise.image_io import write_image
+
+    try:
+        write_image(out, data, overwrite=args.overwrite, **fields)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        msg = f"cannot write {out}: {_preflight.os_reason(err, name=False)}; nothing written"
+        raise CliError(msg) from None
+    args.written.append(out)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The model of ``--model``, loaded once; any fault of its files is one CliError."""
+    from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
+
+    try:
+        return load_model(args.model, device=args.device)
+    except (ModelNotFoundError, ValueError) as err:
+        raise CliError(str(err)) from None
 
 
 def _stem(label: str) -> str:
@@ -193,20 +269,57 @@ def _channel_axis(image: Any) -> int | None:
     return None if image.data.ndim == 2 else 0
 
 
+def _output_formats(args: argparse.Namespace, labels: Sequence[str]) -> list[str]:
+    """The format of each output: ``--format``, else the ``-o`` name's, else the input's."""
+    from napari_astrodenoise.image_io import detect_format, format_of_name
+
+    named = format_of_name(args.output) if args.output is not None else None
+    if args.format and named and named != args.format:
+        msg = f"-o {args.output} names a {named} file but --format says {args.format}"
+        raise CliError(msg)
+    if args.format or named:
+        return [args.format or named] * len(labels)
+    if getattr(args, "sample", None):
+        return ["fits"] * len(labels)
+    return [detect_format(label) or format_of_name(label) or "fits" for label in labels]
+
+
+def _check_sources(
+    args: argparse.Namespace, labels: Sequence[str], formats: Sequence[str] | None = None
+) -> None:
+    """Read each input once, one at a time, so that a bad one is refused before any work.
+
+    Nothing is kept: an input is read again when its turn comes, so memory holds one frame.
+    """
+    for label, chosen in zip(labels, formats or ["fits"] * len(labels), strict=True):
+        image = _source(args, label)
+        _check_format(image, chosen)
+        del image
+
+
+def _check_format(image: Any, chosen: str) -> None:
+    """Refuse, before its run, an image the chosen output format cannot hold."""
+    if chosen != "fits" and image.kind == "stack":
+        msg = (
+            f"{image.name} is a stack of {image.data.shape[0]} planes; {chosen} holds mono "
+            "or RGB images: write it as FITS (--format fits)"
+        )
+        raise CliError(msg)
+
+
 def _cmd_denoise(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from napari_astrodenoise.core.pipeline import iter_denoise
-    from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
-    from napari_astrodenoise.fits_io import write_fits
 
-    sources = list(_sources(args))
-    outs = _output_paths(args, [label for label, _ in sources], "denoised")
-    try:
-        loaded = load_model(args.model, device=args.device)  # once for all inputs
-    except (ModelNotFoundError, ValueError) as err:
-        raise CliError(str(err)) from None
-    for (label, image), out in zip(sources, outs, strict=True):
+    labels = _labels(args)
+    formats = _output_formats(args, labels)
+    _check_sources(args, labels, formats)
+    outs = _output_paths(args, labels, "denoised", formats)
+    loaded = _load(args)  # once for all inputs, after the outputs were found writable
+    for label, out, chosen in zip(labels, outs, formats, strict=True):
+        image = _source(args, label)
+        _check_format(image, chosen)
         gen = iter_denoise(
             image.data,
             model=loaded,
@@ -218,15 +331,22 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         )
         result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
         meta = result.provenance()
-        write_fits(
+        output = result.take_output()  # over the prediction: no new frame
+        del result, gen
+        _write(
+            args,
             out,
-            result.output(),
+            output,
             header=image.header,
             channel_axis=_channel_axis(image),
             provenance=meta["provenance"],
             history=[*meta["history"], f"input: {label}"],
-            overwrite=args.overwrite,
+            file_format=chosen,
+            format_info=image.format_info,
+            compress=args.compress,
+            bits=args.tiff_bits,
         )
+        del output, image
         print(f"{label} -> {out}")
 
 
@@ -245,11 +365,12 @@ def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
 
 def _cmd_starmask(args: argparse.Namespace) -> None:
     from napari_astrodenoise.core.starmask import star_mask
-    from napari_astrodenoise.fits_io import write_fits
 
-    sources = list(_sources(args))
-    outs = _output_paths(args, [label for label, _ in sources], "starmask")
-    for (label, image), out in zip(sources, outs, strict=True):
+    labels = _labels(args)
+    _check_sources(args, labels)
+    outs = _output_paths(args, labels, "starmask")
+    for label, out in zip(labels, outs, strict=True):
+        image = _source(args, label)
         mask = star_mask(
             image.data,
             channel_axis=_channel_axis(image),
@@ -264,28 +385,24 @@ def _cmd_starmask(args: argparse.Namespace) -> None:
             f"napari-astrodenoise soft star mask of {label}: threshold {args.threshold:g} sigma, "
             f"dilation {args.dilation} px, feather {args.feather:g} px"
         ]
-        write_fits(out, mask, header=header, history=history, overwrite=args.overwrite)
+        _write(args, out, mask, header=header, history=history)
         print(f"{label} -> {out}")
 
 
 def _cmd_seams(args: argparse.Namespace) -> None:
     from napari_astrodenoise.core.pipeline import seam_map
-    from napari_astrodenoise.core.weights import ModelNotFoundError, load_model
-    from napari_astrodenoise.fits_io import write_fits
 
-    sources = list(_sources(args))
-    if args.output is not None and len(sources) != 1:
+    labels = _labels(args)
+    if args.output is not None and len(labels) != 1:
         msg = "-o takes one input"
         raise CliError(msg)
-    if args.output is not None and args.output.exists() and not args.overwrite:
-        msg = f"{args.output} exists; pass --overwrite to replace it"
-        raise CliError(msg)
-    try:
-        loaded = load_model(args.model, device=args.device)
-    except (ModelNotFoundError, ValueError) as err:
-        raise CliError(str(err)) from None
+    _check_sources(args, labels)
+    if args.output is not None:
+        _preflight.check_outputs([args.output], overwrite=args.overwrite)
+    loaded = _load(args)
     print(f"{'input':<40} {'blend':<9} {'overlap':>7} {'seam/sigma':>10}")
-    for label, image in sources:
+    for label in labels:
+        image = _source(args, label)
         report = seam_map(
             image.data,
             model=loaded,
@@ -304,13 +421,13 @@ def _cmd_seams(args: argparse.Namespace) -> None:
                 f"reference): tile {args.tile_size}, overlap {args.overlap:g}, blend "
                 f"{args.blend}; seam RMS = {report.seam_sigma:.4g} noise sigma"
             ]
-            write_fits(
+            _write(
+                args,
                 args.output,
                 report.diff,
                 header=image.header,
                 channel_axis=_channel_axis(image),
                 history=history,
-                overwrite=args.overwrite,
             )
 
 
@@ -365,15 +482,17 @@ def _fmt(value: float | None) -> str:
 
 
 def _cmd_models(_args: argparse.Namespace) -> None:
-    import json
-
-    from napari_astrodenoise.core.weights import available_models
+    from napari_astrodenoise.core.weights import available_models, read_config
 
     entries = available_models()
     if not entries:
         print("no trained model is installed")
     for entry in entries:
-        cfg = json.loads(entry.path.read_text())
+        try:
+            cfg = read_config(entry.path)
+        except ValueError as err:
+            print(f"{entry.name} [{entry.origin}]: unusable: {err}")
+            continue
         arch = cfg["architecture"]
         flag = " (default)" if entry.default else ""
         base = cfg.get("finetune", {}).get("base", {}).get("name")
@@ -395,17 +514,42 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``astrodenoise`` console script; returns the exit status."""
+    """Entry point of the ``astrodenoise`` console script; returns the exit status.
+
+    Every failure is one line on stderr: ``astrodenoise COMMAND: error: reason``, exit
+    status 2; Ctrl-C exits 130 and SIGTERM 143, after the same clean-up (no partial or
+    temporary file is left). Warnings are printed one per line.
+    """
     args = _parser().parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except (CliError, ValueError, FileExistsError) as err:
-        print(f"astrodenoise {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"astrodenoise {args.command}: cancelled; nothing written", file=sys.stderr)
-        return EXIT_CANCELLED
+    args.written = []
+    prefix = f"astrodenoise {args.command}"
+    with _preflight.sigterm_as_interrupt(), _preflight.one_line_warnings(prefix):
+        try:
+            COMMANDS[args.command](args)
+        except (CliError, ValueError, FileExistsError) as err:
+            return _fail(prefix, " ".join(str(err).split()))
+        except OSError as err:
+            return _fail(prefix, _preflight.os_reason(err))
+        except _preflight.Terminated:
+            print(f"{prefix}: terminated; {_nothing_partial(args)}", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            print(f"{prefix}: cancelled; {_nothing_partial(args)}", file=sys.stderr)
+            return EXIT_CANCELLED
     return 0
+
+
+def _fail(prefix: str, reason: str) -> int:
+    print(f"{prefix}: error: {reason}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _nothing_partial(args: argparse.Namespace) -> str:
+    """What an interrupted run leaves: nothing, or the outputs finished before it."""
+    if not args.written:
+        return "nothing written"
+    done = ", ".join(str(p) for p in args.written)
+    return f"only {done} written before, in full; nothing partial"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,10 @@ Reading
 -------
 :func:`read_fits` returns one :class:`FitsImage` per image HDU that holds a 2-D or 3-D
 image (the primary HDU and image extensions, plain, gzip-compressed ``.fits.gz`` or
-tile-compressed ``.fz``). Table HDUs, empty HDUs and 1-D images (spectra, calibration
+tile-compressed ``.fz``). A gzip or bzip2 file is known by its first bytes, whatever its
+name, and read to its end first, so a damaged one (a failed CRC) is refused, never read
+as wrong pixels. Astropy's warnings on a file that cannot be read are part of the error.
+Table HDUs, empty HDUs and 1-D images (spectra, calibration
 vectors such as the second HDU of an SDSS frame) are skipped; a file with none left is
 an error. Leading axes of length 1 are dropped, so ``NAXIS3 = 1`` reads as a 2-D image;
 images with more axes than that are skipped.
@@ -31,12 +34,12 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from napari_astrodenoise.fits_write import WRITER_CHANGED_KEYWORDS, write_fits
@@ -46,6 +49,9 @@ __all__ = [
     "WRITER_CHANGED_KEYWORDS",
     "FitsImage",
     "FitsReadError",
+    "ImageReadError",
+    "celestial_wcs",
+    "compression_of",
     "default_contrast_limits",
     "fits_stem",
     "is_fits_path",
@@ -72,8 +78,11 @@ _BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 tempora
 _CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
 
 
-class FitsReadError(ValueError):
-    """A FITS file that was taken for reading could not be read.
+class ImageReadError(ValueError):
+    """An image file that was taken for reading could not be read.
+
+    The base of :class:`FitsReadError` and of the XISF and TIFF readers' errors; its
+    message names the format, the file and the reason.
 
     Parameters
     ----------
@@ -90,18 +99,30 @@ class FitsReadError(ValueError):
         What is wrong.
     """
 
+    #: the format named in the message
+    format_name = "image"
+
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(f"Cannot open FITS file '{self.path}': {reason}")
+        super().__init__(f"Cannot open {self.format_name} file '{self.path}': {reason}")
 
-    def __reduce__(self) -> tuple[type[FitsReadError], tuple[str, str]]:
+    def __reduce__(self) -> tuple[type[ImageReadError], tuple[str, str]]:
         return type(self), (self.path, self.reason)
+
+
+class FitsReadError(ImageReadError):
+    """A FITS file that was taken for reading could not be read (see :class:`ImageReadError`)."""
+
+    format_name = "FITS"
 
 
 @dataclass
 class FitsImage:
-    """One image HDU of a FITS file, as read by :func:`read_fits`.
+    """One image of a FITS, XISF or TIFF file, as read by :func:`read_fits` and its siblings.
+
+    Whatever the format, ``data`` follows the FITS convention: row 0 is the bottom of the
+    picture (XISF and TIFF rows, stored top-down, are reversed on reading).
 
     Attributes
     ----------
@@ -125,6 +146,13 @@ class FitsImage:
         ``BAYERPAT`` of a raw one-shot-colour mosaic (2-D only), e.g. ``"RGGB"``.
     kind : str
         ``"mono"`` (2-D), ``"rgb"`` (3 planes) or ``"stack"`` (any other number of planes).
+    file_format : str
+        ``"fits"``, ``"xisf"`` or ``"tiff"``.
+    format_info : dict
+        What the format holds beyond the header: for XISF ``properties`` and
+        ``file_properties`` (id -> ``XisfProperty``), ``icc_profile`` (bytes or None) and
+        ``image_attributes``; for TIFF ``sample_format``, ``scaling`` and ``description``.
+        Empty for FITS.
     """
 
     data: np.ndarray
@@ -136,6 +164,8 @@ class FitsImage:
     name: str
     bayer_pattern: str | None
     kind: str
+    file_format: str = "fits"
+    format_info: dict[str, Any] = field(default_factory=dict)
 
 
 def is_fits_path(path: object) -> bool:
@@ -203,20 +233,128 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
         image with data; the message names the file and the reason.
     """
     path = Path(path)
+    heard: list[warnings.WarningMessage] = []
     try:
         _check_file(path)
-        with warnings.catch_warnings():
-            # reported as a FitsReadError below: one message, not a warning and an error
-            warnings.filterwarnings("ignore", "File may have been truncated", AstropyUserWarning)
+        compression = compression_of(path)
+        if compression is not None:
+            _verify_stream(path, compression)
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
             with fits.open(
                 path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=False
             ) as hdul:
-                images = _read_hdulist(path, hdul)
+                images = _read_hdulist(path, hdul, compressed=compression is not None)
+    except FitsReadError as err:
+        raise FitsReadError(path, _with_warnings(err.reason, heard)) from err.__cause__
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
+        raise FitsReadError(path, _with_warnings(_describe(exc), heard)) from exc
+    _repeat(heard)
+    return images
+
+
+#: leading bytes of the compressed streams astropy opens, whatever the file's name
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x1f\x9d", "compress"),
+)
+
+
+def compression_of(path: str | os.PathLike) -> str | None:
+    """Say how a file is compressed, from its first bytes (never from its name).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A readable file.
+
+    Returns
+    -------
+    str or None
+        ``"gzip"``, ``"bzip2"``, ``"xz"``, ``"zip"`` or ``"compress"``; None for a file
+        that starts like none of them (plain FITS starts with ``SIMPLE``).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _verify_stream(path: Path, compression: str) -> None:
+    """Read a compressed file to its end, so that its checksums are checked.
+
+    astropy reads only the bytes the HDUs need and never reaches the end of the stream,
+    where gzip keeps its CRC: a damaged file would be read as wrong pixels without a word.
+    """
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+    import zlib
+
+    openers = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+    try:
+        if compression == "zip":
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+            if broken is not None:
+                reason = f"the zip archive is corrupt: member {broken!r} fails its CRC check"
+                raise FitsReadError(path, reason)
+            return
+        if compression not in openers:
+            return  # Unix compress has no checksum to verify
+        with openers[compression](path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
     except FitsReadError:
         raise
-    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
-        raise FitsReadError(path, _describe(exc)) from exc
-    return images
+    except EOFError as exc:
+        reason = f"the file is truncated: the {compression} stream ends early ({exc})"
+        raise FitsReadError(path, reason) from exc
+    except (OSError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error) as exc:
+        text = str(exc).strip() or type(exc).__name__
+        reason = f"the {compression} stream is corrupt ({text}); nothing was read from it"
+        raise FitsReadError(path, reason) from exc
+
+
+def _with_warnings(reason: str, heard: list[warnings.WarningMessage]) -> str:
+    """The reason a file could not be read, with what astropy warned of on the way."""
+    notes = _warning_texts(heard)
+    if not notes:
+        return reason
+    return f"{reason}; astropy warned: " + "; ".join(notes)
+
+
+def _warning_texts(heard: list[warnings.WarningMessage]) -> list[str]:
+    """Distinct warnings, each on one line (truncation is reported as the error itself)."""
+    texts: list[str] = []
+    for item in _about_the_file(heard):
+        text = " ".join(str(item.message).split())
+        if text not in texts:
+            texts.append(text)
+    return texts
+
+
+def _about_the_file(heard: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """The warnings that speak of the file (astropy's are UserWarnings), truncation aside."""
+    return [
+        item
+        for item in heard
+        if issubclass(item.category, UserWarning)
+        and "File may have been truncated" not in str(item.message)
+    ]
+
+
+def _repeat(heard: list[warnings.WarningMessage]) -> None:
+    """Warn again of what astropy said while a file was read that did open."""
+    for item in _about_the_file(heard):
+        text = " ".join(str(item.message).split())
+        warnings.warn(text, item.category, stacklevel=3)
 
 
 def _check_file(path: Path) -> None:
@@ -238,10 +376,14 @@ def _describe(exc: BaseException) -> str:
         return "the file is truncated: its data unit is shorter than the header says"
     if "Empty or corrupt FITS file" in text or "No SIMPLE card" in text:
         return "not a valid FITS file: no complete FITS header at the start (corrupt or truncated)"
+    if isinstance(exc, KeyError | TypeError):
+        return (
+            f"the header is damaged: astropy could not use a value ({type(exc).__name__}: {text})"
+        )
     return f"astropy could not read it ({type(exc).__name__}: {text})"
 
 
-def _read_hdulist(path: Path, hdul: fits.HDUList) -> list[FitsImage]:
+def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[FitsImage]:
     size = path.stat().st_size
     candidates: list[tuple[int, _ImageHDU]] = []
     skipped: list[str] = []
@@ -257,7 +399,7 @@ def _read_hdulist(path: Path, hdul: fits.HDUList) -> list[FitsImage]:
     several = len(candidates) > 1
     images = []
     for index, hdu in candidates:
-        if not isinstance(hdu, fits.CompImageHDU):
+        if not compressed and not isinstance(hdu, fits.CompImageHDU):
             _check_not_truncated(path, index, hdu, size)
         images.append(_read_image_hdu(path, hdul, index, hdu, several=several))
     return images
@@ -288,8 +430,7 @@ def _squeeze_leading(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _check_not_truncated(path: Path, index: int, hdu: _ImageHDU, size: int) -> None:
-    if path.name.lower().endswith(".gz"):
-        return  # the compressed size says nothing; gzip itself reports a short stream
+    # (only for uncompressed files: a compressed stream was read to its end already)
     info = hdu.fileinfo()
     needed = abs(int(hdu.header["BITPIX"])) // 8 * math.prod(int(n) for n in hdu.shape)
     if info is not None and info["datLoc"] + needed > size:
@@ -384,7 +525,23 @@ def _layer_name(
     return f"{stem}[{extname}]"
 
 
-def _celestial_wcs(header: fits.Header, hdul: fits.HDUList) -> WCS | None:
+def celestial_wcs(header: fits.Header) -> WCS | None:
+    """Return the celestial WCS that the header's keywords define, or None.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Any header; a WCS that astropy cannot parse gives a warning and None.
+
+    Returns
+    -------
+    astropy.wcs.WCS or None
+        The celestial part of the WCS, None when the header has no ``CTYPEn``.
+    """
+    return _celestial_wcs(header, None)
+
+
+def _celestial_wcs(header: fits.Header, hdul: fits.HDUList | None) -> WCS | None:
     if not any(str(key).startswith("CTYPE") for key in header):
         return None
     try:
@@ -410,8 +567,9 @@ def layer_metadata(image: FitsImage) -> dict:
     -------
     dict
         Keys ``"fits_header"`` (Header), ``"wcs"`` (WCS or None), ``"source_path"``
-        (str), ``"hdu_index"``, ``"extname"``, ``"bayer_pattern"`` and ``"fits_kind"``
-        (``"mono"``, ``"rgb"`` or ``"stack"``).
+        (str), ``"hdu_index"``, ``"extname"``, ``"bayer_pattern"``, ``"fits_kind"``
+        (``"mono"``, ``"rgb"`` or ``"stack"``), ``"file_format"`` (``"fits"``, ``"xisf"``
+        or ``"tiff"``) and ``"format_info"`` (see :class:`FitsImage`).
     """
     return {
         "fits_header": image.header,
@@ -421,6 +579,8 @@ def layer_metadata(image: FitsImage) -> dict:
         "extname": image.extname,
         "bayer_pattern": image.bayer_pattern,
         "fits_kind": image.kind,
+        "file_format": image.file_format,
+        "format_info": image.format_info,
     }
 
 

@@ -10,7 +10,8 @@ card (WCS included) with these documented changes:
 - ``CHECKSUM`` and ``DATASUM`` are removed, and written afresh when the source had them;
 - one ``HISTORY`` line naming napari-astrodenoise, its version and the UTC date is added,
   then the caller's ``history`` lines, then the caller's ``provenance`` keywords (set or
-  replaced).
+  replaced); text outside printable ASCII (a file name such as ``Jérôme/NGC 7000 Ha.fits``)
+  is escaped (:func:`fits_text`), and long values continue on ``CONTINUE`` cards.
 
 Only this one HDU is written: other HDUs of the source file (tables, masks, calibration
 vectors) are not copied. Writes are atomic: the file is written under a temporary name in
@@ -27,7 +28,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -152,15 +153,68 @@ def _check_target(path: Path, *, overwrite: bool) -> None:
     if path.name.lower().endswith(".fz"):
         msg = f"writing tile-compressed .fz files is not supported: {path}; use .fits"
         raise ValueError(msg)
+    check_target(path, overwrite=overwrite, format_name="FITS")
+
+
+def check_target(path: Path, *, overwrite: bool, format_name: str) -> None:
+    """Refuse a target that is a folder, lies in no folder, or exists without ``overwrite``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file to write.
+    overwrite : bool
+        Whether an existing file may be replaced.
+    format_name : str
+        Named in the messages (``"FITS"``, ``"XISF"``, ``"TIFF"``).
+    """
     if path.is_dir():
-        msg = f"cannot write FITS to '{path}': it is a directory"
+        msg = f"cannot write {format_name} to '{path}': it is a directory"
         raise IsADirectoryError(msg)
     if not path.parent.is_dir():
-        msg = f"cannot write FITS to '{path}': folder '{path.parent}' does not exist"
+        msg = f"cannot write {format_name} to '{path}': folder '{path.parent}' does not exist"
         raise FileNotFoundError(msg)
     if path.exists() and not overwrite:
         msg = f"'{path}' already exists; pass overwrite=True to replace it"
         raise FileExistsError(msg)
+
+
+def carried_header(
+    header: fits.Header | None,
+    *,
+    provenance: Mapping[str, object] | None = None,
+    lines: Sequence[str] = (),
+) -> fits.Header:
+    """The keywords a writer of another format carries: as :func:`write_fits` writes them.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or None
+        Source header; copied, never modified.
+    provenance : mapping, optional
+        Keyword -> value or ``(value, comment)``, validated as in :func:`write_fits`.
+    lines : sequence of str, optional
+        ``HISTORY`` lines, as made by :func:`history_lines`.
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        The source cards less :data:`WRITER_CHANGED_KEYWORDS` and ``NAXISn``, then the
+        ``HISTORY`` lines, then the provenance cards (set or replaced).
+
+    Raises
+    ------
+    ValueError
+        For an invalid provenance keyword or value.
+    """
+    cards = _provenance_cards(provenance or {})
+    out = fits.Header()
+    _copy_source_cards(out, header)
+    for line in lines:
+        _append(out, fits.Card("HISTORY", str(line)))
+    for card in cards:
+        _set_card(out, card)
+    return out
 
 
 def _append(header: fits.Header, card: fits.Card) -> None:
@@ -180,12 +234,39 @@ def _copy_source_cards(out: fits.Header, source: fits.Header | None) -> None:
 
 
 def _add_history(out: fits.Header, history: Sequence[str]) -> None:
+    for line in history_lines(history):
+        _append(out, fits.Card("HISTORY", fits_text(line)))
+
+
+def history_lines(history: Sequence[str]) -> list[str]:
+    """The line naming napari-astrodenoise, its version and the UTC time, then ``history``."""
     from napari_astrodenoise import __version__
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"napari-astrodenoise {__version__} wrote this file on {stamp}", *history]
-    for line in lines:
-        _append(out, fits.Card("HISTORY", str(line)))
+    return [f"napari-astrodenoise {__version__} wrote this file on {stamp}", *map(str, history)]
+
+
+def fits_text(text: str) -> str:
+    """``text`` in the printable ASCII a FITS card holds: other characters escaped.
+
+    A character outside ASCII 32-126 is written as Python writes it in a string literal
+    (``é`` -> ``\\xe9``, a newline -> ``\\n``), so a file name such as
+    ``Jérôme/NGC 7000 Ha.fits`` stays readable and can be decoded back with
+    ``text.encode("ascii").decode("unicode_escape")`` where it holds no backslash of its own.
+
+    Parameters
+    ----------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    str
+        Printable ASCII only.
+    """
+    return "".join(
+        ch if " " <= ch <= "~" else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def _provenance_cards(provenance: Mapping[str, object]) -> list[fits.Card]:
@@ -204,6 +285,8 @@ def _provenance_card(keyword: object, item: object) -> fits.Card:
     value, comment = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, str):
+        value = fits_text(value)
     if value is not None and not isinstance(value, str | bool | int | float):
         msg = f"provenance value for {key} must be str, bool, int or float, got {value!r}"
         raise ValueError(msg)
@@ -227,9 +310,28 @@ def _set_card(header: fits.Header, card: fits.Card) -> None:
 
 
 def _atomic_writeto(hdul: fits.HDUList, path: Path, *, overwrite: bool, checksum: bool) -> None:
+    def write(temporary: Path) -> None:
+        hdul.writeto(temporary, output_verify="fix+warn", checksum=checksum)
+
+    atomic_write(path, write, overwrite=overwrite)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
+    """Write a file under a temporary name beside ``path``, flush it, then move it there.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The target. A failed write leaves an existing file untouched and no temporary
+        file behind; a replaced file keeps its permission bits.
+    write : callable
+        Writes the whole file to the path it is given.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced (checked again before the move).
+    """
     temporary = path.with_name(f".astrodenoise-{uuid.uuid4().hex[:12]}.{path.name}")
     try:
-        hdul.writeto(temporary, output_verify="fix+warn", checksum=checksum)
+        write(temporary)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         if path.exists():

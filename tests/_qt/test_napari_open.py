@@ -190,3 +190,36 @@ def test_saving_a_layer_through_napari_round_trips(
     assert back.data.shape == source.data.shape and back.kind == source.kind
     np.testing.assert_array_equal(back.data.view(np.uint32), source.data.view(np.uint32))
     assert back.header["HISTORY"][-1] == f"saved from napari layer '{layer.name}'"
+
+
+def test_xisf_and_tiff_of_one_sky_open_the_same_way_up(make_napari_viewer, tmp_path):
+    import tifffile
+
+    from napari_astrodenoise.xisf_write import write_xisf
+
+    bottom_up = np.arange(6 * 8, dtype=np.float32).reshape(6, 8)  # FITS order
+    fits.PrimaryHDU(bottom_up).writeto(tmp_path / "sky.fits")
+    write_xisf(tmp_path / "sky.xisf", bottom_up)
+    tifffile.imwrite(tmp_path / "sky.tif", bottom_up[::-1])  # TIFF: top row first
+    viewer = make_napari_viewer()
+    layers = [
+        viewer.open(tmp_path / n, plugin=PLUGIN)[0] for n in ("sky.fits", "sky.xisf", "sky.tif")
+    ]
+    for layer in layers:
+        np.testing.assert_array_equal(layer.data, bottom_up)
+        np.testing.assert_allclose(layer.data_to_world((0, 0)), (5, 0))
+
+
+@pytest.mark.parametrize("suffix", [".xisf", ".tif"])
+def test_saving_through_napari_offers_xisf_and_tiff(
+    make_napari_viewer, crafted_fits, tmp_path, suffix
+):
+    from napari_astrodenoise.image_io import read_image
+
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(crafted_fits["cube3"], plugin=PLUGIN)
+    out = tmp_path / f"saved{suffix}"
+    assert layer.save(str(out), plugin=PLUGIN) == [str(out)]
+    [back] = read_image(out)
+    assert back.file_format == ("xisf" if suffix == ".xisf" else "tiff") and back.kind == "rgb"
+    np.testing.assert_array_equal(back.data, read_fits(crafted_fits["cube3"])[0].data)

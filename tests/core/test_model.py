@@ -74,3 +74,17 @@ def test_a_noise_channel_is_one_more_input_and_no_more_output():
         x2 = x.clone()
         x2[:, 3] *= 3.0
         assert not torch.allclose(model(x)[:, :3], model(x2)[:, :3])  # the map matters
+
+
+def test_a_bf16_inner_keeps_the_full_resolution_level_and_the_identity_exact():
+    """Only the levels below full resolution change with ``inner_dtype``; a zeroed tail is
+    the identity in either number format."""
+    torch.manual_seed(0)
+    net = ResUNet(ResUNetConfig(width=8, depth=2)).eval()
+    x = torch.randn(2, 3, 40, 56)
+    with torch.inference_mode():
+        assert torch.equal(net(x, inner_dtype=torch.bfloat16)[:, :3], x)
+        torch.nn.init.normal_(net.tail.weight, std=0.1)
+        fp32, bf16 = net(x), net(x, inner_dtype=torch.bfloat16)
+    assert fp32.dtype == bf16.dtype == torch.float32
+    assert 0 < (fp32 - bf16).abs().max() < 0.05

@@ -49,6 +49,21 @@ def test_fits_frames_carry_their_name_hash_and_camera_cards(tmp_path):
     assert load_frames([_noise()], bayer="grbg")[0].bayer_pattern == "GRBG"
 
 
+def test_xisf_and_tiff_frames_read_like_fits(tmp_path):
+    from napari_astrodenoise.tiff_io import write_tiff
+    from napari_astrodenoise.xisf_write import write_xisf
+
+    frame = _noise()
+    header = fits.Header({"INSTRUME": "Cam", "EXPTIME": 60.0})
+    paths = [
+        write_xisf(tmp_path / "light_002.xisf", frame, header=header),
+        write_tiff(tmp_path / "light_003.tif", frame, header=header),
+    ]
+    for sub, name in zip(load_frames(paths), ["light_002", "light_003"], strict=True):
+        np.testing.assert_array_equal(sub.data, frame)
+        assert sub.name == name and sub.cards == {"INSTRUME": "Cam", "EXPTIME": 60.0}
+
+
 @pytest.mark.parametrize(
     ("cards_b", "match"),
     [

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_astrodenoise.core.noiselevel import NoiseProfile, fit_noise_profile
+from napari_astrodenoise.core.noiselevel import NoiseProfile, fit_noise_profile_of_change
 from napari_astrodenoise.core.options import option
 from napari_astrodenoise.core.starmask import upsample_blocks
+from napari_astrodenoise.core.strips import filter_in_place, strip_rows
 
 
 def lock_flux(
@@ -78,13 +79,36 @@ def lock_flux(
             msg = "lock_flux with threshold > 0 needs the original planes"
             raise ValueError(msg)
         return _soft_lock(change, original, scale, threshold, profile)
+    for plane in change:
+        _subtract_low_pass(plane, scale)
+    return change
+
+
+def _gaussian_radius(sigma: float) -> int:
+    """Rows each side that scipy's ``gaussian_filter`` reads (its default 4-sigma truncation)."""
+    return int(4.0 * float(sigma) + 0.5)
+
+
+def _subtract_low_pass(
+    plane: np.ndarray, scale: float, kept: np.ndarray | None = None, block: int = 1
+) -> None:
+    """``plane -= gaussian_filter(plane, scale) - upsample_blocks(kept)``, in row strips.
+
+    Strips read with the Gaussian's radius each side give exactly the whole plane's filter.
+    """
     from scipy.ndimage import gaussian_filter
 
-    low = np.empty(change.shape[1:], dtype=change.dtype)
-    for plane in change:
-        gaussian_filter(plane, scale, output=low, mode="reflect")
-        plane -= low
-    return change
+    def compute(read: slice, own: slice) -> np.ndarray:
+        low = gaussian_filter(plane[read], scale, mode="reflect")[own]
+        if kept is not None:
+            rows = slice(read.start + own.start, read.start + own.stop)
+            low -= upsample_blocks(kept, block, plane.shape, rows=rows)
+        return low
+
+    def apply(rows: slice, low: np.ndarray) -> None:
+        plane[rows] -= low
+
+    filter_in_place(plane, _gaussian_radius(scale), compute, apply)
 
 
 #: Band between ``scale`` and this times ``scale``: noise-aware; beyond it: always locked.
@@ -118,26 +142,20 @@ def _soft_lock(
 
     block = max(1, int(scale // 2))
     if profile is None:
-        with np.errstate(invalid="ignore"):
-            profile = fit_noise_profile(original, original + change)
+        profile = fit_noise_profile_of_change(original, change)
     coarse, level, near = [], [], None
     for c in range(len(change)):
-        # the free prediction of this plane; non-finite pixels read as the sky
-        sky = np.float32(profile.sky[c])
-        with np.errstate(invalid="ignore"):
-            free = original[c] + change[c]
-        free[~np.isfinite(free)] = sky
-        coarse.append(block_reduce(change[c], block, np.add))
-        level.append(block_reduce(free, block, np.add))
+        coarse_c, level_c, top_c = _block_sums(change[c], original[c], profile.sky[c], block)
+        coarse.append(coarse_c)
+        level.append(level_c)
         sky_sigma = float(np.sqrt(max(profile.floor[c], 0.0)))
-        bright = block_reduce(free, block, np.maximum) > sky + _LOCK_SIGNAL * sky_sigma
+        bright = top_c > np.float32(profile.sky[c]) + _LOCK_SIGNAL * sky_sigma
         near = bright if near is None else near | bright
     # strict within 2 scale of signal, feathered over scale
     grow = 2 * max(1, round(2 * scale / block)) + 1
     near = maximum_filter1d(near.astype(np.float32), grow, axis=0, mode="nearest")
     near = maximum_filter1d(near, grow, axis=1, mode="nearest")
     free_weight = 1.0 - np.clip(gaussian_filter(near, scale / block, mode="nearest"), 0.0, 1.0)
-    full = np.empty(change.shape[1:], dtype=change.dtype)
     for c, plane in enumerate(change):
         low = gaussian_filter(coarse[c], coarse_sigma(scale, block), mode="reflect")
         base = gaussian_filter(coarse[c], coarse_sigma(_LOCK_BASE * scale, block), mode="reflect")
@@ -146,10 +164,31 @@ def _soft_lock(
         # what stays of the low-pass change: the band below the threshold, away from signal
         kept = np.clip(low - base, -bound, bound) * free_weight
         # the strict lock at full resolution (exact where stars change most), less what stays
-        gaussian_filter(plane, scale, output=full, mode="reflect")
-        full -= upsample_blocks(kept, block, plane.shape)
-        plane -= full
+        _subtract_low_pass(plane, scale, kept, block)
     return change
+
+
+def _block_sums(
+    change: np.ndarray, original: np.ndarray, sky: float, block: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block means of the change and of the free prediction, and the prediction's block maxima.
+
+    The free prediction is ``original + change``, non-finite pixels read as ``sky``; it is
+    formed a strip of whole blocks at a time, so the results are :func:`block_reduce`'s on
+    the whole plane, bit for bit.
+    """
+    height, width = change.shape
+    step = block * max(1, strip_rows(width) // block)
+    coarse, level, top = [], [], []
+    for y in range(0, height, step):
+        rows = slice(y, min(y + step, height))
+        with np.errstate(invalid="ignore"):
+            free = original[rows] + change[rows]
+        free[~np.isfinite(free)] = np.float32(sky)
+        coarse.append(block_reduce(change[rows], block, np.add))
+        level.append(block_reduce(free, block, np.add))
+        top.append(block_reduce(free, block, np.maximum))
+    return np.concatenate(coarse), np.concatenate(level), np.concatenate(top)
 
 
 def coarse_sigma(sigma: float, block: int) -> float:

@@ -125,12 +125,35 @@ class ResUNet(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    def _inner(self, full: torch.Tensor) -> torch.Tensor:
+        """The U-Net below the full-resolution level: first downsampling to last upsampling."""
+        f = self.downs[0](full)
+        skips = []
+        for enc, down in zip(self.encoders[1:], self.downs[1:], strict=True):
+            f = enc(f)
+            skips.append(f)
+            f = down(f)
+        f = self.bottleneck(f)
+        for up, dec, skip in zip(
+            reversed(self.ups[1:]), reversed(self.decoders[1:]), reversed(skips), strict=True
+        ):
+            f = dec(up(f) + skip)
+        return self.ups[0](f)
+
     @property
     def multiple(self) -> int:
         """Spatial sizes are padded inside to a multiple of this."""
         return 2**self.config.depth
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, inner_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """(B, C, H, W) network space in, (B, C', H, W) out (see the class's notes).
+
+        With ``inner_dtype`` (``torch.bfloat16``) every level below the full-resolution one
+        runs under ``torch.autocast`` in that type: about three quarters of the arithmetic.
+        The full-resolution convolutions, their skip connection and the output stay float32,
+        where bfloat16's 8-bit mantissa visibly costs smooth extended signal
+        (``benchmarks/precision.py``).
+        """
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -138,17 +161,12 @@ class ResUNet(nn.Module):
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             xp = F.pad(x, (0, pw, 0, ph), mode=mode)
-        f = self.head(xp)
-        skips = []
-        for enc, down in zip(self.encoders, self.downs, strict=True):
-            f = enc(f)
-            skips.append(f)
-            f = down(f)
-        f = self.bottleneck(f)
-        for up, dec, skip in zip(
-            reversed(self.ups), reversed(self.decoders), reversed(skips), strict=True
+        full = self.encoders[0](self.head(xp))  # full resolution, float32
+        with torch.autocast(
+            x.device.type, dtype=inner_dtype or torch.bfloat16, enabled=inner_dtype is not None
         ):
-            f = dec(up(f) + skip)
+            inner = self._inner(full)
+        f = self.decoders[0](inner.float() + full)
         out = self.tail(f)[..., :h, :w]
         c = self.config.in_channels
         image = x[:, :c] + out[:, :c]

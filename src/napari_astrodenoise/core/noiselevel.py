@@ -154,6 +154,14 @@ class NoiseProfile:
         """JSON-ready description (for provenance)."""
         return {key: [float(v) for v in getattr(self, key)] for key in ("sky", "floor", "slope")}
 
+    def scaled(self, unit: float) -> NoiseProfile:
+        """The profile of the data multiplied by ``unit`` (itself when ``unit`` is 1)."""
+        if unit == 1.0:
+            return self
+        return NoiseProfile(
+            sky=self.sky * unit, floor=self.floor * unit * unit, slope=self.slope * unit
+        )
+
 
 def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
     """Fit the noise level function of ``image`` from its residual against ``signal``.
@@ -185,10 +193,40 @@ def fit_noise_profile(image: np.ndarray, signal: np.ndarray) -> NoiseProfile:
     if x.shape != s.shape:
         msg = f"image and signal must have one shape, got {x.shape} and {s.shape}"
         raise ValueError(msg)
+    return _fit_profile(x, lambda c, step: s[c, ::step, ::step])
+
+
+def fit_noise_profile_of_change(image: np.ndarray, change: np.ndarray) -> NoiseProfile:
+    """:func:`fit_noise_profile` of ``image`` against ``image + change``, that sum never formed.
+
+    Only the sampled pixels are added up, so no whole-frame temporary is made; the result
+    is the same, bit for bit.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, H, W) or (H, W) linear data; NaN and inf are ignored.
+    change : ndarray
+        The same shape: what a denoiser would add to ``image``.
+    """
+    x, d = as_chw(image), as_chw(change)
+    if x.shape != d.shape:
+        msg = f"image and change must have one shape, got {x.shape} and {d.shape}"
+        raise ValueError(msg)
+
+    def level(c: int, step: int) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # inf - inf
+            return x[c, ::step, ::step] + d[c, ::step, ::step]
+
+    return _fit_profile(x, level)
+
+
+def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray]) -> NoiseProfile:
+    """The body of :func:`fit_noise_profile`: ``signal_sample(c, step)`` is the strided signal."""
     sky, floor, slope = (np.zeros(len(x)) for _ in range(3))
     for c in range(len(x)):
         step = _sample_step(x[c])
-        level = s[c, ::step, ::step].astype(np.float64).ravel()
+        level = signal_sample(c, step).astype(np.float64).ravel()
         with np.errstate(invalid="ignore"):  # inf - inf
             residual = x[c, ::step, ::step].ravel() - level
         keep = np.isfinite(residual) & np.isfinite(level)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,14 @@ from napari_astrodenoise.core.options import (
     resolve,
     with_options,
 )
-from napari_astrodenoise.core.planes import PlaneMap
+from napari_astrodenoise.core.planes import PlaneMap, check_real
 from napari_astrodenoise.core.predictor import AUTO_BATCH, TilePredictor, as_loaded
 from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.provenance import provenance
 from napari_astrodenoise.core.safeguards import guard_change
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW
-from napari_astrodenoise.core.stretch import fit_stretch
+from napari_astrodenoise.core.stretch import AstroStretch, fit_stretch
+from napari_astrodenoise.core.strips import row_strips, strip_rows
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.diagnostics import SeamReport
@@ -75,6 +77,11 @@ class DenoiseResult:
     star_mask : ndarray or None
         Soft mask in [0, 1] used by ``star_protection``, shaped like one image plane of the
         caller's array ((H, W)); measured with :func:`star_mask` defaults on first need.
+    input_mask : ndarray or None
+        The mask of a numpy masked array given as input (its pixels were NaN to the
+        engine); the output is a masked array with this mask and the input's values there.
+    masked_data : ndarray or None
+        The masked input's data, whose values come back under ``input_mask``.
     """
 
     original: np.ndarray
@@ -83,7 +90,8 @@ class DenoiseResult:
     plane_map: PlaneMap
     settings: dict
     star_mask: np.ndarray | None = None
-    _delta: np.ndarray | None = field(default=None, repr=False)
+    input_mask: np.ndarray | None = field(default=None, repr=False)
+    masked_data: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def channel_axis(self) -> int | None:
@@ -96,27 +104,65 @@ class DenoiseResult:
         """The denoised image in the caller's layout, float32.
 
         ``out = input + strength * (1 - star_protection * mask) * (prediction - input)``;
-        no network pass. Defaults are the run's own settings.
+        no network pass. Defaults are the run's own settings. Computed in row strips: one
+        new frame, no whole-frame temporary. A masked array as input gives a masked array.
         """
+        if self.prediction is None:
+            msg = "this result's prediction was given away by take_output(); run it again"
+            raise ValueError(msg)
+        out = np.empty(self.prediction.shape, dtype=np.float32)
+        self._blend_into(out, strength, star_protection)
+        return self._to_caller(out)
+
+    def take_output(
+        self, strength: float | None = None, star_protection: float | None = None
+    ) -> np.ndarray:
+        """:meth:`output`, written over the kept prediction: no new frame at all.
+
+        For a caller that needs nothing more of this result (the command line): it cannot
+        re-blend afterwards (``prediction`` becomes None).
+        """
+        if self.prediction is None:
+            msg = "this result's prediction was given away by take_output(); run it again"
+            raise ValueError(msg)
+        out = self.prediction
+        self._blend_into(out, strength, star_protection)
+        self.prediction = None
+        return self._to_caller(out)
+
+    def _blend_into(
+        self, out: np.ndarray, strength: float | None, star_protection: float | None
+    ) -> None:
+        """``out = input + weight * (prediction - input)``, (C, H, W) planes, row strips."""
         strength = self.settings["strength"] if strength is None else strength
         protection = (
             self.settings["star_protection"] if star_protection is None else star_protection
         )
         option("strength").check(strength)
         option("star_protection").check(protection)
-        if self._delta is None:
-            with np.errstate(invalid="ignore"):
-                delta = self.prediction - self.original
-            delta[~np.isfinite(delta)] = 0.0
-            self._delta = delta
-        weight = np.float32(strength)
+        mask = None
         if protection > 0:
             if self.star_mask is None:
                 self.star_mask = self.plane_map.measure_star_mask(self.original)
             mask = self.plane_map.mask_to_planes(self.star_mask)
-            weight = weight * (1.0 - np.float32(protection) * mask)
-        out = self.original + weight * self._delta
-        return self.plane_map.from_planes(out.astype(np.float32, copy=False))
+        height, width = self.original.shape[1:]
+        for rows in row_strips(height, strip_rows(width)):
+            original = self.original[:, rows]
+            with np.errstate(invalid="ignore"):
+                delta = self.prediction[:, rows] - original
+            delta[~np.isfinite(delta)] = 0.0
+            weight = np.float32(strength)
+            if mask is not None:
+                weight = weight * (1.0 - np.float32(protection) * mask[:, rows])
+            out[:, rows] = original + weight * delta
+
+    def _to_caller(self, planes: np.ndarray) -> np.ndarray:
+        """Planes to the caller's layout; a masked input's mask and values restored."""
+        out = self.plane_map.from_planes(planes)
+        if self.input_mask is None:
+            return out
+        out[self.input_mask] = self.masked_data[self.input_mask]
+        return np.ma.MaskedArray(out, mask=self.input_mask.copy())
 
     def provenance(
         self, strength: float | None = None, star_protection: float | None = None
@@ -139,40 +185,76 @@ def _prepare(
     device: str,
     batch_size: int | None,
     ensemble: int,
+    precision: str,
 ) -> tuple[PlaneMap, np.ndarray, np.ndarray, np.ndarray, TilePredictor, dict]:
     """Planes, the network's input (filled, plus a noise map), the predictor, the settings."""
-    if batch_size is not None and batch_size < 1:
-        msg = f"batch_size must be >= 1, got {batch_size}"
+    if batch_size is not None and (
+        not isinstance(batch_size, int | np.integer)
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        msg = f"batch_size must be a whole number >= 1, got {batch_size!r}"
         raise ValueError(msg)
     plane_map = PlaneMap.of(image, channel_axis, bayer)
     chw = plane_map.to_planes(image)
     loaded = as_loaded(model, device)
     stretch = fit_stretch(chw, softening=loaded.softening)
-    filled = chw
-    bad = ~np.isfinite(chw)
-    if bad.any():
-        filled = np.where(bad, stretch.background.reshape(-1, 1, 1).astype(np.float32), chw)
+    unit = data_unit(stretch.scale)
+    work = chw
+    if unit != 1.0:
+        # far from the float32 range the safeguards' variances live in: the engine runs on
+        # the data divided by a power of two (exact), and its result is multiplied back
+        work = chw * np.float32(1.0 / unit)
+        stretch = AstroStretch(stretch.background / unit, stretch.scale / unit)
+    network_in = work
     prefit = None
     if loaded.module.config.noise_channel:
         # the network's extra input: the noise map, tiled along with the image
-        prefit = prefit_noise_profile(chw)
-        sigma_map = noise_map(chw, stretch, prefit, loaded.softening)
-        filled = np.concatenate([filled, sigma_map[np.newaxis]], axis=0)
+        prefit = prefit_noise_profile(work)
+        sigma_map = noise_map(work, stretch, prefit, loaded.softening)
+        network_in = np.concatenate([work, sigma_map[np.newaxis]], axis=0)
     kind = loaded.device.split(":")[0]
     predictor = TilePredictor(
-        loaded, stretch, chw.shape[0], batch_size or AUTO_BATCH[kind], ensemble
+        loaded, stretch, chw.shape[0], batch_size or AUTO_BATCH[kind], ensemble, precision
     )
     settings = {
         "model": loaded.name,
         "sha256": loaded.sha256,
         "device": loaded.device,
         "softening": loaded.softening,
-        "stretch": stretch.to_dict(),
+        "stretch": _in_units(stretch, unit).to_dict(),
         "bayer": bool(bayer),
     }
+    if unit != 1.0:
+        settings["data_unit"] = unit
     if prefit is not None:
-        settings["noise_prefit"] = prefit.to_dict()
-    return plane_map, chw, filled, bad, predictor, settings
+        settings["noise_prefit"] = prefit.scaled(unit).to_dict()
+    return plane_map, chw, work, network_in, predictor, settings
+
+
+#: the stretch scales (data units) within which the engine runs on the data as they are
+_UNIT_RANGE = (2.0**-24, 2.0**24)
+
+
+def data_unit(scale: float) -> float:
+    """1, or the power of two the engine divides the data by, for a stretch ``scale``.
+
+    Within :data:`_UNIT_RANGE` the data are used as they are (the noise variances the
+    safeguards compute in float32 are then far from its underflow and overflow); outside
+    it, the power of two nearest the scale, so that ``denoise(k * x) == k * denoise(x)``
+    to float32 precision for any ``k``.
+    """
+    low, high = _UNIT_RANGE
+    if not np.isfinite(scale) or low <= scale <= high:
+        return 1.0
+    return float(2.0 ** np.clip(np.round(np.log2(scale)), -120, 120))
+
+
+def _in_units(stretch: AstroStretch, unit: float) -> AstroStretch:
+    """A stretch measured on data divided by ``unit``, back in the data's units."""
+    if unit == 1.0:
+        return stretch
+    return AstroStretch(stretch.background * unit, stretch.scale * unit)
 
 
 @with_options(DENOISE)
@@ -224,7 +306,8 @@ def iter_denoise(
         or rescaled.
     """
     o = resolve(options, DENOISE, caller="iter_denoise")
-    plane_map, chw, network_in, bad, predictor, settings = _prepare(
+    image, input_mask, masked_data = _unmask(image)
+    plane_map, chw, work, network_in, predictor, settings = _prepare(
         image,
         channel_axis=channel_axis,
         bayer=bayer,
@@ -232,6 +315,7 @@ def iter_denoise(
         device=device,
         batch_size=batch_size,
         ensemble=o["ensemble"],
+        precision=o["precision"],
     )
     if star_mask is not None and np.shape(star_mask) != plane_map.plane_shape:
         msg = f"star_mask must have shape {plane_map.plane_shape}, got {np.shape(star_mask)}"
@@ -242,14 +326,17 @@ def iter_denoise(
         **{t.name: o[t.name] for t in TILING},
         batch_size=predictor.batch_size,
         out_channels=chw.shape[0] + 1,
+        fill=_fill_values(predictor.stretch.background, network_in.shape[0]),
     )
+    del network_in
     # stitched[:-1] is the network's change, in the input's units; a Bayer sub-plane has
     # half the caller's pixel scale
     half = 2 if plane_map.bayer else 1
+    if not _any_nonzero(stitched[:-1]):
+        settings["network_changed_nothing"] = True
     prediction, profile = guard_change(
         stitched[:-1],
-        chw,
-        bad=bad,
+        work,
         refit_window=REFIT_WINDOW / half,
         flux_lock=o["flux_lock"] / half,
         lock_threshold=o["lock_threshold"],
@@ -257,9 +344,15 @@ def iter_denoise(
         peak_cap=o["peak_cap"],
         star_refit=o["star_refit"],
     )
+    unit = settings.get("data_unit", 1.0)
+    if unit != 1.0:
+        del work
+        prediction *= np.float32(unit)
     settings.update(o)
+    settings["precision"] = predictor.precision  # what ran, not "auto"
     if profile is not None:
-        settings["noise_profile"] = profile.to_dict()
+        settings["noise_profile"] = profile.scaled(unit).to_dict()
+    _say_if_unchanged(prediction, chw, settings)
     mask = None if star_mask is None else np.asarray(star_mask, dtype=np.float32)
     return DenoiseResult(
         original=chw,
@@ -268,7 +361,71 @@ def iter_denoise(
         plane_map=plane_map,
         settings=settings,
         star_mask=mask,
+        input_mask=input_mask,
+        masked_data=masked_data,
     )
+
+
+def _unmask(image: Any) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+    """(data for the engine, mask, the masked array's data) of an input.
+
+    A numpy masked array becomes float32 with NaN under its mask (left out of every
+    statistic and of the network's view, like any NaN); other inputs pass as they are.
+    """
+    if not isinstance(image, np.ma.MaskedArray):
+        return image, None, None
+    data = np.ma.getdata(image)
+    check_real(data)
+    mask = np.ma.getmaskarray(image)
+    filled = data.astype(np.float32)
+    filled[mask] = np.nan
+    return filled, mask, data
+
+
+def _fill_values(background: np.ndarray, channels: int) -> np.ndarray:
+    """What stands in for NaN and inf in the network's tiles: the channel's sky level.
+
+    A noise-map channel after the image channels has no bad pixels; it gets 0.
+    """
+    values = np.zeros(channels, dtype=np.float32)
+    values[: len(background)] = np.asarray(background, dtype=np.float32)
+    return values
+
+
+def _any_nonzero(planes: np.ndarray) -> bool:
+    """Whether any pixel of (C, H, W) planes is other than 0, looked at in row strips."""
+    height, width = planes.shape[1:]
+    return any(np.any(planes[:, rows]) for rows in row_strips(height, strip_rows(width)))
+
+
+def _say_if_unchanged(prediction: np.ndarray, original: np.ndarray, settings: dict) -> None:
+    """Warn, and record in ``settings["unchanged"]``, when the output is the input itself."""
+    height, width = original.shape[1:]
+    for rows in row_strips(height, strip_rows(width)):
+        if not np.array_equal(prediction[:, rows], original[:, rows], equal_nan=True):
+            settings.pop("network_changed_nothing", None)
+            return
+    reason = _why_unchanged(original, settings)
+    settings.pop("network_changed_nothing", None)
+    settings["unchanged"] = reason
+    msg = f"the output equals the input: {reason}"
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _why_unchanged(original: np.ndarray, settings: dict) -> str:
+    """The reason a run changed nothing, in words."""
+    from napari_astrodenoise.core.noiselevel import finite_sample, noise_sigma
+
+    samples = [finite_sample(channel) for channel in original]
+    if not any(sample.size for sample in samples):
+        return "the image has no finite pixel"
+    if all(sample.size == 0 or sample.min() == sample.max() for sample in samples):
+        return "the image is constant"
+    if not np.any(noise_sigma(original) > 0):
+        return "no noise could be measured (neighbouring pixels are equal in most of the image)"
+    if settings.get("network_changed_nothing"):
+        return "the network changed nothing"
+    return "the safeguards held back every change the network made"
 
 
 @with_options(DENOISE, like=iter_denoise, returns="np.ndarray")
@@ -328,10 +485,18 @@ def iter_seam_map(
 
     run = _run_arguments(kwargs)
     tiles = resolve(kwargs, TILING, caller="iter_seam_map")
-    plane_map, chw, network_in, _bad, predictor, _settings = _prepare(
-        image, ensemble=option("ensemble").default, **run
+    plane_map, chw, work, network_in, predictor, settings = _prepare(
+        image,
+        ensemble=option("ensemble").default,
+        precision=option("precision").default,
+        **run,
     )
     channels = chw.shape[0]
+    bad = ~np.isfinite(network_in)
+    if bad.any():  # the seam runs take the network's input as it is: NaNs filled here
+        fill = _fill_values(predictor.stretch.background, network_in.shape[0])
+        network_in = np.where(bad, fill.reshape(-1, 1, 1), network_in)
+    del bad
 
     def change_only(tiles: np.ndarray) -> np.ndarray:
         # the image term cancels in the difference of two tilings, so the change suffices
@@ -344,9 +509,11 @@ def iter_seam_map(
         batch_size=predictor.batch_size,
         reference=reference,
         # the input's own noise: network_in has the noise map as one more channel
-        noise_sigma=noise_sigma(chw) if predictor.noise_channel else None,
+        noise_sigma=noise_sigma(work) if predictor.noise_channel else None,
     )
-    return dataclasses.replace(report, diff=plane_map.from_planes(report.diff))
+    unit = settings.get("data_unit", 1.0)
+    diff = report.diff if unit == 1.0 else report.diff * np.float32(unit)
+    return dataclasses.replace(report, diff=plane_map.from_planes(diff))
 
 
 @with_options(TILING, like=iter_seam_map, returns="SeamReport")

@@ -27,6 +27,12 @@ class PlaneMap:
     def of(cls, image: np.ndarray, channel_axis: int | None, bayer: bool) -> PlaneMap:
         """Check the image against the options and describe it."""
         shape = np.shape(image)
+        check_real(image)
+        if channel_axis is not None and (
+            not isinstance(channel_axis, int | np.integer) or isinstance(channel_axis, bool)
+        ):
+            msg = f"channel_axis must be a whole number or None, got {channel_axis!r}"
+            raise ValueError(msg)
         if bayer and (channel_axis is not None or len(shape) != 2 or min(shape) < 2):
             msg = f"bayer=True needs a 2-D raw mosaic of at least 2x2, got shape {shape}"
             raise ValueError(msg)
@@ -46,7 +52,9 @@ class PlaneMap:
         if min(shape) < 1:
             msg = f"image has no pixels (shape {shape})"
             raise ValueError(msg)
-        return cls(tuple(shape), channel_axis, bool(bayer))
+        if channel_axis is not None:
+            _check_channel_axis(shape, int(channel_axis))
+        return cls(tuple(shape), None if channel_axis is None else int(channel_axis), bool(bayer))
 
     @property
     def plane_shape(self) -> tuple[int, int]:
@@ -89,3 +97,31 @@ class PlaneMap:
 
         axis = None if self.channel_axis is None else self.channel_axis % 3
         return star_mask(self.from_planes(planes), channel_axis=axis)
+
+
+def check_real(image: np.ndarray) -> None:
+    """Refuse data that are not real numbers (complex, boolean, text, objects)."""
+    dtype = np.asarray(image).dtype if not hasattr(image, "dtype") else image.dtype
+    if dtype.kind == "c":
+        msg = (
+            f"complex data ({dtype}) cannot be denoised: pass the real part (image.real) "
+            "or the magnitude (np.abs(image))"
+        )
+        raise ValueError(msg)
+    if dtype.kind not in "iuf":
+        msg = f"image must hold real numbers, got dtype {dtype}"
+        raise ValueError(msg)
+
+
+def _check_channel_axis(shape: tuple[int, ...], channel_axis: int) -> None:
+    """Refuse a channel axis longer than a side of the picture: it is not the data's."""
+    axis = channel_axis % 3
+    n = shape[axis]
+    sides = [m for i, m in enumerate(shape) if i != axis]
+    if n > min(sides):
+        msg = (
+            f"channel_axis={channel_axis} does not match an image of shape {shape}: it would "
+            f"make {n} planes of {sides[0]} x {sides[1]} pixels; the channel axis is the "
+            "short one (FITS cubes are (3, H, W): channel_axis=0; napari rgb (H, W, 3): -1)"
+        )
+        raise ValueError(msg)

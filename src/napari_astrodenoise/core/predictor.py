@@ -23,6 +23,54 @@ if TYPE_CHECKING:
 _VIEWS = tuple((t, fy, fx) for t in (False, True) for fy in (False, True) for fx in (False, True))
 #: tiles per batch when batch_size is None, by device kind
 AUTO_BATCH = {"cpu": 4, "mps": 8, "cuda": 16}
+#: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic: AVX512-BF16 and AMX
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> frozenset[str]:
+    """The processor's feature flags as the OS reports them (empty where it does not)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_native(device: str, *, flags: frozenset[str] | None = None) -> bool:
+    """Whether ``device`` does bfloat16 arithmetic in hardware, as the system reports it.
+
+    A CPU counts when it reports AVX512-BF16 or AMX (elsewhere torch emulates bfloat16, more
+    slowly than float32); a CUDA device when torch says it supports bfloat16. MPS and
+    anything unknown: no.
+    """
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        return bool(_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+    if kind == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """The number format the network runs in: ``"fp32"`` or ``"bf16"``.
+
+    ``"auto"`` is ``"bf16"`` where the device does bfloat16 in hardware
+    (:func:`bf16_native`), ``"fp32"`` elsewhere; ``"fp32"`` and ``"bf16"`` are taken as
+    given. Only the network runs in it: the stretch, its inverse, the blending of tiles and
+    every safeguard stay float32.
+    """
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    if precision not in ("fp32", "bf16"):
+        msg = f"precision must be one of 'auto', 'fp32', 'bf16', got {precision!r}"
+        raise ValueError(msg)
+    return precision
 
 
 def as_loaded(model: str | os.PathLike | LoadedModel, device: str) -> LoadedModel:
@@ -48,6 +96,11 @@ class TilePredictor:
     of each tile and the outputs, mapped back, are averaged: the model's own directional
     errors average out, at ``ensemble`` times the cost.
 
+    With ``precision`` ``"bf16"`` the network's levels below full resolution run in
+    bfloat16 (:meth:`~napari_astrodenoise.core.model.ResUNet.forward`'s ``inner_dtype``);
+    its output is float32. ``"auto"`` is
+    resolved once, by :func:`resolve_precision`, and kept in ``self.precision``.
+
     Channels are served in groups the model takes: all of them when C equals the model's
     input channels, otherwise one at a time (a mono channel is repeated to the model's width
     and its outputs averaged). The batch is halved and retried on out-of-memory.
@@ -64,9 +117,11 @@ class TilePredictor:
         channels: int,
         batch_size: int,
         ensemble: int = 1,
+        precision: str = "fp32",
     ):
         self.loaded = loaded
         self.views = _VIEWS[:ensemble]
+        self.precision = resolve_precision(precision, loaded.device)
         self.stretch = stretch
         self.model_channels = loaded.module.config.in_channels
         self.mask_head = loaded.module.config.mask_head
@@ -126,12 +181,14 @@ class TilePredictor:
             noise = torch.from_numpy(np.ascontiguousarray(noise)).to(self.loaded.device)
         net_in = x if noise is None else torch.cat([x, noise], dim=1)
         change = mask_sum = None
+        inner = torch.bfloat16 if self.precision == "bf16" else None
         with torch.inference_mode():
             for transpose, flip_y, flip_x in self.views:
                 dims = [d for d, f in ((-2, flip_y), (-1, flip_x)) if f]
                 v = net_in.transpose(-1, -2) if transpose else net_in
                 v = v.flip(dims) if dims else v
-                o = self.loaded.module(v.contiguous(memory_format=torch.channels_last)).float()
+                v = v.contiguous(memory_format=torch.channels_last)
+                o = self.loaded.module(v, inner_dtype=inner).float()
                 o = o.flip(dims) if dims else o
                 o = o.transpose(-1, -2) if transpose else o
                 # sum the changes, not the outputs: an identity network stays exact

@@ -39,6 +39,11 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
         f"(sha256 {settings['sha256'][:16]}), {options}, device {settings['device']}; "
         "data kept linear, not clipped or rescaled"
     ]
+    if settings.get("unchanged"):
+        cards["ADSAME"] = (True, "output equals the input")
+        history.append(
+            f"napari-astrodenoise: the output equals the input: {settings['unchanged']}"
+        )
     return {"provenance": cards, "history": history}
 
 

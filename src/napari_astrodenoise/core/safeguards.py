@@ -19,9 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from napari_astrodenoise.core.fluxlock import lock_flux
-from napari_astrodenoise.core.noiselevel import NoiseProfile, fit_noise_profile
+from napari_astrodenoise.core.noiselevel import (
+    NoiseProfile,
+    fit_noise_profile,
+    fit_noise_profile_of_change,
+)
 from napari_astrodenoise.core.options import SAFEGUARDS, option, resolve
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_stars
+from napari_astrodenoise.core.strips import row_strips, strip_rows, with_halo
 
 
 def limit_change(
@@ -67,15 +72,17 @@ def limit_change(
         return None
     if profile is None:
         profile = fit_noise_profile(original, denoised)
-    for c, (out, inp) in enumerate(zip(denoised, original, strict=True)):
-        # the sigma of the fainter of the two levels: a star made up out of sky, or a real
-        # star erased, is held to the noise of the sky, not to that of the star
-        bound = profile.sigma(c, np.fmin(out, inp))
-        bound *= np.float32(limit)
-        with np.errstate(invalid="ignore"):
-            change = out - inp
-            over = np.abs(change) > bound
-        out[over] = inp[over] + np.copysign(bound[over], change[over])
+    for c, (plane_out, plane_inp) in enumerate(zip(denoised, original, strict=True)):
+        for rows in row_strips(plane_out.shape[0], strip_rows(plane_out.shape[1])):
+            out, inp = plane_out[rows], plane_inp[rows]
+            # the sigma of the fainter of the two levels: a star made up out of sky, or a
+            # real star erased, is held to the noise of the sky, not to that of the star
+            bound = profile.sigma(c, np.fmin(out, inp))
+            bound *= np.float32(limit)
+            with np.errstate(invalid="ignore"):
+                change = out - inp
+                over = np.abs(change) > bound
+            out[over] = inp[over] + np.copysign(bound[over], change[over])
     return profile
 
 
@@ -122,19 +129,13 @@ def guard_change(
     o = resolve(options, SAFEGUARDS, caller="guard_change")
     flux_lock, lock_threshold = o["flux_lock"], o["lock_threshold"]
     change_limit, peak_cap, star_refit = o["change_limit"], o["peak_cap"], o["star_refit"]
-    bad = ~np.isfinite(original) if bad is None else bad
-    any_bad = bool(bad.any())
-    if any_bad:
-        change[bad] = 0.0
+    any_bad = _zero_change_at_bad(change, original, bad)
     profile = None
     if flux_lock > 0 and lock_threshold > 0:
         # fitted once, to the free prediction (bad pixels stay non-finite and are ignored)
-        with np.errstate(invalid="ignore"):
-            profile = fit_noise_profile(original, original + change)
+        profile = fit_noise_profile_of_change(original, change)
     lock_flux(change, flux_lock, threshold=lock_threshold, original=original, profile=profile)
-    prediction = np.add(change, original, out=change)
-    if any_bad:
-        prediction[bad] = original[bad]
+    prediction = _add_input(change, original, bad, any_bad=any_bad)
     profile = limit_change(prediction, original, change_limit, profile)
     if star_refit > 0:
         if profile is None:
@@ -144,6 +145,30 @@ def guard_change(
         limit_change(prediction, original, change_limit, profile)
     cap_peaks(prediction, original, peak_cap)
     return prediction, profile
+
+
+def _zero_change_at_bad(change: np.ndarray, original: np.ndarray, bad: np.ndarray | None) -> bool:
+    """Set the change to 0 where ``original`` is not finite, strip by strip; say if any is."""
+    any_bad = False
+    for rows in row_strips(original.shape[1], strip_rows(original.shape[2])):
+        here = ~np.isfinite(original[:, rows]) if bad is None else bad[:, rows]
+        if here.any():
+            change[:, rows][here] = 0.0
+            any_bad = True
+    return any_bad
+
+
+def _add_input(
+    change: np.ndarray, original: np.ndarray, bad: np.ndarray | None, *, any_bad: bool
+) -> np.ndarray:
+    """``change + original`` in ``change``'s memory, ``original`` itself at bad pixels."""
+    for rows in row_strips(original.shape[1], strip_rows(original.shape[2])):
+        part, inp = change[:, rows], original[:, rows]
+        np.add(part, inp, out=part)
+        if any_bad:
+            here = ~np.isfinite(inp) if bad is None else bad[:, rows]
+            part[here] = inp[here]
+    return change
 
 
 def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
@@ -173,13 +198,18 @@ def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
     option("peak_cap").check(radius)
     if radius == 0:
         return
-    for out, inp in zip(denoised, original, strict=True):
-        finite = np.isfinite(inp)
-        source = inp if finite.all() else np.where(finite, inp, -np.inf)
-        top = square_max(np.asarray(source, dtype=np.float32), radius)
-        # non-finite output pixels (a NaN or inf restored from the input) stay as they are,
-        # and so does a pixel with no finite input around it
-        np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
+    for plane_out, plane_inp in zip(denoised, original, strict=True):
+        height = plane_out.shape[0]
+        # strips read with ``radius`` rows each side give exactly the whole plane's maxima
+        for rows in row_strips(height, strip_rows(plane_out.shape[1], radius)):
+            read, own = with_halo(rows, radius, height)
+            inp, out = plane_inp[read], plane_out[rows]
+            finite = np.isfinite(inp)
+            source = inp if finite.all() else np.where(finite, inp, -np.inf)
+            top = square_max(np.asarray(source, dtype=np.float32), radius)[own]
+            # non-finite output pixels (a NaN or inf restored from the input) stay as they
+            # are, and so does a pixel with no finite input around it
+            np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
 
 
 def square_max(plane: np.ndarray, radius: int) -> np.ndarray:

@@ -190,12 +190,20 @@ def _fill_nearest(mesh: np.ndarray) -> np.ndarray:
     return mesh[iy, ix]
 
 
-def upsample_blocks(mesh: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear interpolation of tile values (at tile centres) to every pixel, float32."""
+def upsample_blocks(
+    mesh: np.ndarray, block: int, shape: tuple[int, int], *, rows: slice | None = None
+) -> np.ndarray:
+    """Bilinear interpolation of tile values (at tile centres) to every pixel, float32.
+
+    ``rows`` (a slice of the full ``shape``'s rows) gives those rows only, the same values.
+    """
     out = mesh.astype(np.float32)
     for axis, n in ((0, shape[0]), (1, shape[1])):
         m = out.shape[axis]
-        t = np.clip((np.arange(n) - (block - 1) / 2.0) / block, 0.0, m - 1.0)
+        index = np.arange(n)
+        if axis == 0 and rows is not None:
+            index = index[rows]
+        t = np.clip((index - (block - 1) / 2.0) / block, 0.0, m - 1.0)
         i0 = np.minimum(t.astype(np.int64), max(m - 2, 0))
         f = (t - i0).astype(np.float32)
         i1 = np.minimum(i0 + 1, m - 1)

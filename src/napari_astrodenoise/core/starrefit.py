@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +89,7 @@ def refit_stars(
     # give exactly the whole plane's result; scipy's filters release the GIL, so strips
     # run in parallel, mono frames included
     halo = 2 * _refit_size(window) + int(np.ceil(4 * window)) + 1
+    strip_rows = max(strip_rows, halo)  # a strip reads into its neighbours only
     starts = range(0, height, strip_rows)
     workers = min(len(starts), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -109,10 +112,31 @@ def refit_stars(
                 corr = _refit_correction(out[lo:hi], inp[lo:hi], c, prior, profile, window, least)
                 return corr[y0 - lo : y0 - lo + min(strip_rows, height - y0)]
 
-            # all of a plane's strips read the plane before any correction is added
-            corrections = list(pool.map(strip, starts))
-            for y0, corr in zip(starts, corrections, strict=True):
-                out[y0 : y0 + len(corr)] += corr
+            _correct_in_waves(out, pool, strip, starts, workers)
+
+
+def _correct_in_waves(
+    out: np.ndarray,
+    pool: Any,
+    strip: Callable[[int], np.ndarray],
+    starts: range,
+    workers: int,
+) -> None:
+    """Add each strip's correction to ``out``, a wave of ``workers`` strips at a time.
+
+    A wave's corrections are added only once the next wave has read the plane: a strip
+    reads at most its halo (less than a strip) into the strips before it, so every strip
+    reads the plane as it was, and two waves of corrections are held at a time.
+    """
+    pending: list[tuple[int, np.ndarray]] = []
+    for first in range(0, len(starts), workers):
+        wave = list(starts[first : first + workers])
+        done = list(zip(wave, pool.map(strip, wave), strict=True))
+        for y0, corr in pending:
+            out[y0 : y0 + len(corr)] += corr
+        pending = done
+    for y0, corr in pending:
+        out[y0 : y0 + len(corr)] += corr
 
 
 #: :func:`refit_stars`'s smallest noise sigma, as a fraction of the plane's largest

@@ -31,6 +31,7 @@ import numpy as np
 
 from napari_astrodenoise.core.options import option
 from napari_astrodenoise.core.progress import drain
+from napari_astrodenoise.core.strips import row_strips, strip_rows
 
 __all__ = [
     "BLEND_MODES",
@@ -90,7 +91,7 @@ def _check_shape(shape: object) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _check_image(image: object) -> np.ndarray:
+def _check_image(image: object, fill: object) -> tuple[np.ndarray, np.ndarray | None]:
     arr = np.asarray(image)
     if arr.ndim != 3 or 0 in arr.shape:
         msg = f"image must be a non-empty (C, H, W) array, got shape {arr.shape}"
@@ -99,10 +100,17 @@ def _check_image(image: object) -> np.ndarray:
         msg = f"image must hold real numbers, got dtype {arr.dtype}"
         raise ValueError(msg)
     arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        msg = "image contains NaN or infinite pixels; fill them before tiled inference"
-        raise ValueError(msg)
-    return arr
+    if fill is not None:
+        values = np.asarray(fill, dtype=np.float32).reshape(-1)
+        if values.shape != (arr.shape[0],) or not np.isfinite(values).all():
+            msg = f"fill must be one finite value per channel ({arr.shape[0]}), got {fill!r}"
+            raise ValueError(msg)
+        return arr, values
+    for rows in row_strips(arr.shape[1], strip_rows(arr.shape[2])):
+        if not np.isfinite(arr[:, rows]).all():
+            msg = "image contains NaN or infinite pixels; fill them before tiled inference"
+            raise ValueError(msg)
+    return arr, None
 
 
 # --------------------------------------------------------------------------- geometry
@@ -308,6 +316,7 @@ def iter_tiled(
     batch_size: int = 4,
     out_channels: int | None = None,
     grid_offset: tuple[int, int] = (0, 0),
+    fill: Sequence[float] | None = None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Run a predictor over overlapping tiles, yielding progress, and stitch the result.
 
@@ -318,8 +327,9 @@ def iter_tiled(
     Parameters
     ----------
     image : ndarray
-        (C, H, W), converted to float32; must be finite (fill NaNs first). Any H, W >= 1,
-        including images smaller than a tile.
+        (C, H, W), converted to float32; must be finite unless ``fill`` is given. Any H,
+        W >= 1, including images smaller than a tile. Never copied whole: each tile is cut
+        from it (mirrored at the edges) as its batch is filled.
     predictor : callable
         Maps a (B, C, T, T) float32 batch to a (B, C_out, T, T) array. B is at most
         ``batch_size`` (the last batch may be smaller). The input buffer is reused between
@@ -343,6 +353,9 @@ def iter_tiled(
     grid_offset : tuple of int, optional
         (dy, dx) shift of the whole tile grid in pixels (modulo the stride); the seam
         diagnostic compares a run with one on a grid shifted by half a stride.
+    fill : sequence of float, optional
+        One value per channel that stands in for the channel's NaN and inf pixels in the
+        tiles the predictor sees (``image`` itself is not changed).
 
     Yields
     ------
@@ -360,7 +373,7 @@ def iter_tiled(
     ValueError
         On a bad argument, or a predictor output of the wrong shape.
     """
-    image = _check_image(image)
+    image, fill_values = _check_image(image, fill)
     if not callable(predictor):
         msg = f"predictor must be callable on a (B, C, T, T) array, got {type(predictor)!r}"
         raise TypeError(msg)
@@ -375,7 +388,7 @@ def iter_tiled(
     batch_size = _check_positive_int(batch_size, "batch_size")
     if out_channels is not None:
         out_channels = _check_positive_int(out_channels, "out_channels")
-    return _run_tiles(image, predictor, layout, window, batch_size, out_channels)
+    return _run_tiles(image, predictor, layout, window, batch_size, out_channels, fill_values)
 
 
 def tiled_apply(image: np.ndarray, predictor: Predictor, **options: object) -> np.ndarray:
@@ -404,6 +417,15 @@ def _call_predictor(
     return out
 
 
+def _reflect_index(index: np.ndarray, n: int) -> np.ndarray:
+    """Source index of each padded position along an axis of ``n``: numpy's "reflect" pad."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < n, folded, period - folded)
+
+
 def _run_tiles(
     image: np.ndarray,
     predictor: Predictor,
@@ -411,30 +433,73 @@ def _run_tiles(
     window: np.ndarray,
     batch_size: int,
     out_channels: int | None,
+    fill: np.ndarray | None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
-    """The body of `iter_tiled`, after its arguments were checked."""
-    padded = np.pad(image, ((0, 0), *layout.pad), mode="reflect")
+    """The body of `iter_tiled`, after its arguments were checked.
+
+    The result is accumulated in an array of the image's own shape (the tiles' parts in
+    the mirrored padding are not needed), and the weight map is never stored whole.
+    """
     t = layout.tile_size
+    (top, _), (left, _) = layout.pad
+    h, w = layout.shape
+    hp, wp = layout.padded_shape
+    source_y = _reflect_index(np.arange(hp) - top, h)
+    source_x = _reflect_index(np.arange(wp) - left, w)
     origins = layout.padded_origins()
     total = len(origins)
-    weight = np.zeros(layout.padded_shape, dtype=np.float32)
+    channels = np.arange(image.shape[0])[:, None, None]
     batch = np.empty((min(batch_size, total), image.shape[0], t, t), dtype=np.float32)
     acc: np.ndarray | None = None
     for first in range(0, total, batch_size):
         chunk = origins[first : first + batch_size]
         for b, (y, x) in enumerate(chunk):
-            batch[b] = padded[:, y : y + t, x : x + t]
+            batch[b] = image[channels, source_y[y : y + t, None], source_x[None, x : x + t]]
+        if fill is not None:
+            _fill_nonfinite(batch[: len(chunk)], fill)
         out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
         if acc is None:
             out_channels = out.shape[1]
-            acc = np.zeros((out_channels, *layout.padded_shape), dtype=np.float32)
+            acc = np.zeros((out_channels, h, w), dtype=np.float32)
         for b, (y, x) in enumerate(chunk):
-            acc[:, y : y + t, x : x + t] += out[b] * window
-            weight[y : y + t, x : x + t] += window
+            # the part of the tile over the image, in tile and in image coordinates
+            y0, y1 = max(y, top), min(y + t, top + h)
+            x0, x1 = max(x, left), min(x + t, left + w)
+            part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+            acc[:, y0 - top : y1 - top, x0 - left : x1 - left] += (
+                out[b][(slice(None), *part)] * window[part]
+            )
         del out
         yield first + len(chunk), total
-    del padded, batch
-    np.divide(acc, weight, out=acc)
+    del batch
+    _divide_by_weights(acc, layout, window)
+    return acc
+
+
+def _fill_nonfinite(batch: np.ndarray, fill: np.ndarray) -> None:
+    """Replace a batch's NaN and inf pixels by the fill value of their channel, in place."""
+    bad = ~np.isfinite(batch)
+    if bad.any():
+        batch[bad] = np.broadcast_to(fill[None, :, None, None], batch.shape)[bad]
+
+
+def _divide_by_weights(acc: np.ndarray, layout: TilePlan, window: np.ndarray) -> None:
+    """Divide the accumulated (C, H, W) sums by the summed tile weights, in row strips.
+
+    Each strip's weights are summed from the tiles over it in the order they ran, so they
+    are those of a whole weight map, bit for bit, without one being stored.
+    """
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
-    return np.ascontiguousarray(acc[:, top : top + h, left : left + w])
+    t = layout.tile_size
+    wp = layout.padded_shape[1]
+    for rows in row_strips(h, strip_rows(w)):
+        r0, r1 = rows.start + top, rows.stop + top  # padded coordinates
+        weight = np.zeros((r1 - r0, wp), dtype=np.float32)
+        for y in layout.starts_y:
+            y0, y1 = max(y, r0), min(y + t, r1)
+            if y0 >= y1:
+                continue
+            for x in layout.starts_x:
+                weight[y0 - r0 : y1 - r0, x : x + t] += window[y0 - y : y1 - y]
+        acc[:, rows] /= weight[:, left : left + w]

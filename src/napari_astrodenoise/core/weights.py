@@ -44,6 +44,26 @@ class ModelNotFoundError(LookupError):
     """No model of that name is shipped and no such file exists."""
 
 
+class ModelFileError(ValueError):
+    """A model's files exist but cannot be used: one line naming the file and the fault.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The faulty file (the config or the weights).
+    fault : str
+        What is wrong, in words a user understands.
+    """
+
+    def __init__(self, path: str | os.PathLike, fault: str) -> None:
+        self.path = os.fspath(path)
+        self.fault = fault
+        super().__init__(f"model file {self.path}: {fault}")
+
+    def __reduce__(self) -> tuple[type[ModelFileError], tuple[str, str]]:
+        return type(self), (self.path, self.fault)
+
+
 @dataclass
 class LoadedModel:
     """A loaded model with everything needed to run and to record it.
@@ -298,29 +318,18 @@ def load_model(name_or_path: str | os.PathLike = "default", *, device: str = "cp
     ------
     ModelNotFoundError
         No such model.
-    ValueError
-        The config is not a napari-astrodenoise model, or the weights' sha256 does not match.
+    ModelFileError
+        A ``ValueError`` naming the file and the fault: the config is not JSON, not an
+        object, not a napari-astrodenoise model or lacks a field; the weights file is
+        missing, a pickle, not safetensors, of another sha256, or does not fit the
+        architecture (width, depth) of the config.
     """
-    from safetensors.torch import load_file
-
-    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
-
     config_path = _resolve(name_or_path)
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FORMAT:
-        msg = f"{config_path} is not a napari-astrodenoise model config (format {FORMAT!r})"
-        raise ValueError(msg)
+    config = read_config(config_path)
     weights = config_path.with_name(config["weights_file"])
-    digest = sha256_file(weights)
-    if digest != config["sha256"]:
-        msg = (
-            f"{weights}: sha256 {digest[:12]}... does not match "
-            f"its config's {config['sha256'][:12]}..."
-        )
-        raise ValueError(msg)
+    digest = _check_weights_file(weights, config["sha256"])
     device = resolve_device(device)
-    module = ResUNet(ResUNetConfig.from_dict(config["architecture"]))
-    module.load_state_dict(load_file(weights, device="cpu"))
+    module = _build_module(config_path, config, weights)
     module = module.to(device).eval()
     return LoadedModel(
         module=module,
@@ -328,9 +337,116 @@ def load_model(name_or_path: str | os.PathLike = "default", *, device: str = "cp
         name=config.get("name", config_path.stem),
         path=weights,
         sha256=digest,
-        softening=float(config["normalization"]["softening"]),
+        softening=config["normalization"]["softening"],
         device=device,
     )
+
+
+def read_config(config_path: Path) -> dict:
+    """A model's JSON config, checked: the fields :func:`load_model` needs are there.
+
+    Raises
+    ------
+    ModelFileError
+        The file cannot be read, is not JSON, not a JSON object, not this package's
+        format, or lacks ``weights_file``, ``sha256``, ``architecture`` or the softening.
+    """
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelFileError(config_path, f"cannot be read ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(config_path, f"the config is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        fault = f"the config is a JSON {type(config).__name__}, not an object"
+        raise ModelFileError(config_path, fault)
+    if config.get("format") != FORMAT:
+        fault = f"not a napari-astrodenoise model config (format {FORMAT!r} expected)"
+        raise ModelFileError(config_path, fault)
+    for key, kind in (("weights_file", str), ("sha256", str), ("architecture", dict)):
+        if not isinstance(config.get(key), kind):
+            fault = f"the config has no {key!r} ({kind.__name__})"
+            raise ModelFileError(config_path, fault)
+    normalization = config.get("normalization")
+    softening = normalization.get("softening") if isinstance(normalization, dict) else None
+    if isinstance(softening, bool) or not isinstance(softening, int | float) or softening <= 0:
+        fault = "the config has no positive 'normalization'/'softening'"
+        raise ModelFileError(config_path, fault)
+    config["normalization"]["softening"] = float(softening)
+    return config
+
+
+#: how a pickle (``torch.save``) starts: protocol 2+ opcode, or the zip of torch >= 1.6
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+def _check_weights_file(weights: Path, expected: str) -> str:
+    """The weights file's sha256, once it is known to be there, safetensors and the right one."""
+    try:
+        with open(weights, "rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError as exc:
+        raise ModelFileError(weights, "the weights file is missing") from exc
+    except OSError as exc:
+        raise ModelFileError(weights, f"cannot be read ({exc.strerror or exc})") from exc
+    if head.startswith(_PICKLE_MAGIC):
+        fault = "not a safetensors file: it is a pickle (torch.save), which is never loaded"
+        raise ModelFileError(weights, fault)
+    if len(head) < 8 or int.from_bytes(head, "little") > (100 << 20):
+        raise ModelFileError(weights, "not a safetensors file (no valid header)")
+    digest = sha256_file(weights)
+    if digest != expected:
+        fault = f"sha256 {digest[:12]}... does not match its config's {expected[:12]}..."
+        raise ModelFileError(weights, fault)
+    return digest
+
+
+def _build_module(config_path: Path, config: dict, weights: Path) -> torch.nn.Module:
+    """The ResUNet of a config with the weights of its file, every mismatch said in one line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from napari_astrodenoise.core.model import ResUNet, ResUNetConfig
+
+    try:
+        module = ResUNet(ResUNetConfig.from_dict(config["architecture"]))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(config_path, f"unusable architecture: {exc}") from exc
+    try:
+        state = load_file(weights, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(weights, f"not a readable safetensors file ({exc})") from exc
+    mismatch = _state_mismatch(module.state_dict(), state)
+    if mismatch:
+        arch = config["architecture"]
+        fault = (
+            f"the weights do not fit the architecture of its config (width "
+            f"{arch.get('width')}, depth {arch.get('depth')}): {mismatch}"
+        )
+        raise ModelFileError(weights, fault)
+    module.load_state_dict(state)
+    return module
+
+
+def _state_mismatch(expected: dict, found: dict) -> str:
+    """What differs between two state dicts, in one phrase ("" when they fit)."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    shapes = [
+        k for k in expected if k in found and tuple(expected[k].shape) != tuple(found[k].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing (first {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected (first {extra[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} of another shape (first {k}: {list(found[k].shape)} in the file, "
+            f"{list(expected[k].shape)} expected)"
+        )
+    return "; ".join(parts)
 
 
 def save_model(

@@ -65,12 +65,12 @@ class SubExposure:
 def load_frames(
     frames: Sequence[str | os.PathLike | np.ndarray], *, bayer: bool | str | None = None
 ) -> list[SubExposure]:
-    """Read frames given as FITS paths or arrays.
+    """Read frames given as FITS, XISF or TIFF paths, or as arrays.
 
     Parameters
     ----------
     frames : sequence of path-like or ndarray
-        FITS files (the first image HDU is used) or 2-D arrays.
+        FITS, XISF or TIFF files (the first image is used) or 2-D arrays.
     bayer : bool, str or None, optional
         None (default): mosaics are those whose FITS header has ``BAYERPAT`` (arrays are
         mono). True or a pattern name (``"RGGB"``): every frame is a raw Bayer mosaic.
@@ -86,14 +86,15 @@ def load_frames(
         A file cannot be read, or a frame is not 2-D.
     """
     from napari_astrodenoise.core.weights import sha256_file
-    from napari_astrodenoise.fits_io import fits_stem, read_fits
+    from napari_astrodenoise.fits_io import fits_stem
+    from napari_astrodenoise.image_io import read_image
 
     if isinstance(frames, (str, os.PathLike, np.ndarray)):
         frames = [frames]
     out = []
     for k, frame in enumerate(frames):
         if isinstance(frame, (str, os.PathLike)):
-            image = read_fits(frame)[0]
+            image = read_image(frame)[0]
             cards = {c: _card(image.header, c) for c in _SAME_CARDS if c in image.header}
             sub = SubExposure(
                 data=np.asarray(image.data, dtype=np.float32),
