@@ -63,6 +63,8 @@ class Option:
         The function that documents the option in full.
     tip : str
         The widget's tooltip, in an astrophotographer's words; the help line when empty.
+    brief : str
+        A few words for a one-line list (the CLI's ``--help``); the help line when empty.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Option:
     step: float | None = None
     see: str = ""
     tip: str = ""
+    brief: str = ""
 
     @property
     def flag(self) -> str:
@@ -136,8 +139,12 @@ class Option:
         return self.kind(value)
 
     def describe(self) -> str:
-        """The help line with the default, as the CLI and docstrings show it."""
+        """The help line with the default, as docstrings show it."""
         return f"{self.help} (default {_show(self.default)})"
+
+    def summary(self) -> str:
+        """The brief line with the default, as the CLI's ``--help`` lists it."""
+        return f"{self.brief or self.help} (default {_show(self.default)})"
 
 
 def _same_kind(value: Any, kind: type) -> bool:
@@ -172,6 +179,7 @@ OUTPUT = (
             "leaves the image as it was. Changing it re-blends the last result at once, "
             "without running again"
         ),
+        brief="how much noise to remove, 0..1",
     ),
     Option(
         "star_protection",
@@ -187,6 +195,7 @@ OUTPUT = (
             "leaves them untouched. Uses the Star mask layer (Advanced) or finds the stars "
             "itself"
         ),
+        brief="keep star cores as they were, 0..1",
     ),
 )
 
@@ -210,6 +219,7 @@ TILING = (
             "The image is denoised in square pieces of this size (a multiple of 16). Larger "
             "is a little faster and needs more memory; the result hardly changes"
         ),
+        brief="tile edge, a multiple of 16, >= 32",
     ),
     Option(
         "overlap",
@@ -227,6 +237,7 @@ TILING = (
             "How much neighbouring pieces overlap; they are blended smoothly so no seams "
             "show. More overlap is slower"
         ),
+        brief="tile overlap, 0..0.75 of a tile",
     ),
     Option(
         "blend",
@@ -243,6 +254,7 @@ TILING = (
             "How overlapping pieces are joined: 'gaussian' (smooth, no seams) or 'none' (only"
             " to see what seams would look like)"
         ),
+        brief="how tiles are joined",
     ),
     Option(
         "sigma_scale",
@@ -257,6 +269,7 @@ TILING = (
         widget_max=1.0,
         step=0.025,
         tip=("Width of the smooth blend between pieces, as a fraction of the piece"),
+        brief="blend width, fraction of a tile",
     ),
 )
 
@@ -277,6 +290,7 @@ NETWORK = (
             "Run the model on flipped copies of each piece and average them: a little "
             "cleaner, and 2, 4 or 8 times slower"
         ),
+        brief="average flipped tiles, slower",
     ),
     Option(
         "precision",
@@ -291,6 +305,7 @@ NETWORK = (
         comment="network number format used",
         history="precision",
         see="napari_astrodenoise.core.predictor.resolve_precision",
+        brief="number format: auto, fp32, bf16",
     ),
 )
 
@@ -313,6 +328,7 @@ SAFEGUARDS = (
             "Keep the brightness and colour of anything larger than this many pixels "
             "(nebulae, galaxies, the sky gradient) exactly as in your image. 0 turns it off"
         ),
+        brief="keep flux beyond this sigma; 0 off",
     ),
     Option(
         "lock_threshold",
@@ -333,6 +349,7 @@ SAFEGUARDS = (
             "On empty sky, let the model smooth blotches up to 4x the flux-lock size unless "
             "the change looks like real signal (this many noise sigmas). 0 locks strictly"
         ),
+        brief="flux lock threshold; 0 strict",
     ),
     Option(
         "change_limit",
@@ -352,6 +369,7 @@ SAFEGUARDS = (
             "No pixel may change by more than this many times the noise: nothing bright can "
             "be invented or erased. 0 turns it off"
         ),
+        brief="most a pixel may change; 0 off",
     ),
     Option(
         "peak_cap",
@@ -373,6 +391,7 @@ SAFEGUARDS = (
             "No pixel may come out brighter than the brightest pixel around it in your image "
             "(within this many pixels). 0 turns it off"
         ),
+        brief="no new peak within N px; 0 off",
     ),
     Option(
         "star_refit",
@@ -392,6 +411,7 @@ SAFEGUARDS = (
             "Give star cores back the brightness your image supports, so stars keep their "
             "photometry. 0 turns it off"
         ),
+        brief="star flux prior width; 0 off",
     ),
 )
 
