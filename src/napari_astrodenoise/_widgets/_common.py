@@ -351,6 +351,9 @@ class Panel(Container):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**{"scrollable": True, **kwargs})
+        # rows keep their own height in a tall dock; the space left goes below the last one
+        # (magicgui inserts each new row before this stretch)
+        self.inner.layout().addStretch(1)
 
     @property
     def native(self) -> Any:

@@ -59,6 +59,16 @@ def header_text(layer: Any) -> str:
     return "\n".join(card.rstrip() for card in cards)
 
 
+def _as_cards(text_edit: Any) -> None:
+    """Read only, fixed-width and unwrapped: one 80-column card a line, as FITS keeps them."""
+    from qtpy.QtGui import QFontDatabase
+    from qtpy.QtWidgets import QTextEdit
+
+    text_edit.setReadOnly(True)
+    text_edit.setLineWrapMode(QTextEdit.LineWrapMode.NoWrap)
+    text_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+
+
 class HeaderWidget(Panel):
     """The chosen image's FITS header, and the sky position (RA/Dec) under the cursor.
 
@@ -75,7 +85,7 @@ class HeaderWidget(Panel):
         self.position.tooltip = "Right ascension and declination under the mouse (ICRS)"
         self.header = self.add(TextEdit(label="Header", value=""))
         self.header.tooltip = "The FITS header the image was read with (read only)"
-        self.header.native.setReadOnly(True)
+        _as_cards(self.header.native)
         self.image.changed.connect(self._show_header)
         viewer.cursor.events.position.connect(self._cursor_moved)
         self._show_header()
