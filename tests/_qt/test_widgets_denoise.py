@@ -415,8 +415,10 @@ def test_the_progress_line_counts_tiles_and_time_left(monkeypatch):
 def test_the_panel_scrolls_when_the_dock_is_short(viewer, widget):
     from qtpy.QtWidgets import QScrollArea
 
-    dock = viewer.window._dock_widgets["Denoise (napari-astrodenoise)"]
-    assert isinstance(dock.widget(), QScrollArea)
+    docked = viewer.window.dock_widgets["Denoise (napari-astrodenoise)"]
+    assert docked is widget
+    assert isinstance(docked.native, QScrollArea)
+    assert docked.native.parent().widget() is docked.native  # the dock holds the scroll area
 
 
 def test_astro_stretch_again_shares_the_display_with_the_denoised_layer(viewer, widget, run):
