@@ -184,6 +184,15 @@ def identity_model(identity_model_path):
     return load_model(identity_model_path)
 
 
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch):
+    """A fresh settings folder (``ASTRODENOISE_CONFIG_DIR``): no test reads or writes the
+    user's own settings."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("ASTRODENOISE_CONFIG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
     """An empty user model directory (``ASTRODENOISE_MODELS_DIR``) for this test."""

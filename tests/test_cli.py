@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from napari_astrodenoise import cli
+from napari_astrodenoise.core.diagnostics import seam_verdict
 
 
 def _sky_file(path, shape=(64, 80), *, seed=0, **cards):
@@ -154,8 +157,7 @@ def test_seams_reports_gaussian_far_below_naive(tmp_path, capsys, random_model):
     code, out_g, _ = _run(capsys, *common, "-o", tmp_path / "diff.fits")
     assert code == 0
     code, out_n, _ = _run(capsys, *common, "--blend", "none")
-    seam_g = float(out_g.strip().splitlines()[-1].split()[-1])
-    seam_n = float(out_n.strip().splitlines()[-1].split()[-1])
+    seam_g, seam_n = (_seam_sigma(out) for out in (out_g, out_n))
     assert seam_g < 0.5 * seam_n
     assert fits.getdata(tmp_path / "diff.fits").shape == (128, 128)
 
@@ -170,3 +172,99 @@ def test_models_lists_or_says_none_ship(capsys):
         assert names[0] in out and "(default)" in out
     else:
         assert "no trained model ships" in out
+
+
+def _seam_sigma(out: str) -> float:
+    """The seam strength of ``seams``'s verdict line, ``in.fits: invisible: 0.02 sigma, ...``."""
+    match = re.fullmatch(r"in\.fits: [a-z ]+: ([0-9.e+-]+) sigma, .+", out.strip())
+    assert match, out
+    return float(match.group(1))
+
+
+def test_seams_says_in_words_whether_seams_would_show(tmp_path, capsys, random_model):
+    _sky_file(tmp_path / "in.fits", shape=(128, 128))
+    common = ["seams", tmp_path / "in.fits", "--model", random_model.path, "--tile-size", "32"]
+    _, out, _ = _run(capsys, *common)
+    assert out.strip() == f"in.fits: {seam_verdict(_seam_sigma(out))}"
+    assert out.split(": ")[1] in ("invisible", "hard to see", "may show under a hard stretch")
+
+
+def test_denoise_writes_beside_each_input_by_default(tmp_path, capsys, random_model):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _sky_file(tmp_path / folder / "m31.fits")
+    inputs = [tmp_path / "a" / "m31.fits", tmp_path / "b" / "m31.fits"]
+    code, out, err = _run(capsys, *_denoise_argv(random_model, *inputs))
+    assert code == 0, err
+    for path in inputs:
+        written = path.with_name("m31_denoised.fits")
+        assert f"{path} -> {written}" in out
+        assert fits.getdata(written).shape == (64, 80)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "a",
+        "b",
+        "m31.fits",
+        "m31.fits",
+        "m31_denoised.fits",
+        "m31_denoised.fits",
+    ]
+
+
+def test_the_default_output_is_never_overwritten_without_the_flag(tmp_path, capsys, random_model):
+    _sky_file(tmp_path / "m31.fits")
+    (tmp_path / "m31_denoised.fits").write_bytes(b"precious")
+    code, _, err = _run(capsys, *_denoise_argv(random_model, tmp_path / "m31.fits"))
+    assert code == cli.EXIT_BAD_INPUT and "exists; pass --overwrite" in err
+    assert (tmp_path / "m31_denoised.fits").read_bytes() == b"precious"
+
+
+def test_starmask_writes_beside_its_input_by_default(tmp_path, capsys):
+    _sky_file(tmp_path / "m31.fits")
+    code, *_ = _run(capsys, "starmask", tmp_path / "m31.fits")
+    assert code == 0
+    assert fits.getdata(tmp_path / "m31_starmask.fits").shape == (64, 80)
+
+
+@pytest.mark.parametrize("command", ["", "denoise", "starmask", "seams", "finetune", "models"])
+def test_help_is_short_with_a_summary_and_an_example(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"] if command else ["--help"])
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert len(lines) <= 40, len(lines)
+    assert lines[0].startswith("usage: astrodenoise") and len(lines[0]) <= 80
+    assert lines[1] == "" and lines[2].endswith(".") and lines[3] == ""  # a one-line summary
+    assert lines[-2] == "example:" or lines[-3] == "example:"
+    assert any(line.startswith("  astrodenoise ") for line in lines[-2:])
+
+
+def test_denoise_help_groups_the_advanced_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["denoise", "--help"])
+    text = capsys.readouterr().out
+    simple, advanced = text.split("advanced (the defaults are safe):")
+    for flag in ("--strength", "--star-protection", "--output-dir", "--overwrite", "--model"):
+        assert flag in simple
+    for flag in ("--tile-size", "--flux-lock", "--lock-threshold", "--peak-cap", "--star-refit"):
+        assert flag in advanced and flag not in simple
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--strength", "1.5"], "strength must be between 0 and 1"),
+        (["--tile-size", "100"], "tile_size must be a multiple of 16"),
+        (["--batch-size", "0"], "must be a whole number >= 1"),
+        (["--hdu", "-1"], "must be a whole number >= 0"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys, monkeypatch, argv, words):
+    from napari_astrodenoise.core import weights
+
+    monkeypatch.setattr(weights, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    _sky_file(tmp_path / "m31.fits")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["denoise", str(tmp_path / "m31.fits"), *argv])
+    assert exit_.value.code == 2
+    assert words in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m31.fits"]

@@ -131,6 +131,25 @@ def test_contrast_limits_are_finite_despite_nan_and_inf(crafted_fits):
     assert finite.min() <= low < high <= finite.max()
 
 
+def test_layers_open_with_the_astro_stretch_and_the_data_untouched(crafted_fits):
+    from napari_astrodenoise.fits_io import read_fits
+
+    [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["cube3"]))
+    assert kwargs["gamma"] != 1.0 and len(kwargs["contrast_limits"]) == 2
+    planes = read_fits(crafted_fits["cube3"])[0].data
+    np.testing.assert_array_equal(np.moveaxis(data, -1, 0), planes)
+
+
+def test_the_stretch_setting_off_gives_percentile_limits_and_gamma_1(crafted_fits):
+    from napari_astrodenoise.settings import auto_stretch, set_auto_stretch
+
+    assert auto_stretch()
+    set_auto_stretch(False)
+    [(_, kwargs, _)] = read_fits_layers(str(crafted_fits["float64"]))
+    assert kwargs["gamma"] == 1.0
+    assert not auto_stretch()
+
+
 def test_bayer_layer_names_its_pattern(crafted_fits):
     [(data, kwargs, _)] = read_fits_layers(str(crafted_fits["bayer"]))
     assert data.ndim == 2 and kwargs["rgb"] is False

@@ -67,6 +67,7 @@ from napari_astrodenoise.fits_io import (
 from napari_astrodenoise.image_io import format_of_name, read_image
 
 __all__ = [
+    "display_kwargs",
     "display_transform",
     "fits_layer_data",
     "napari_get_reader",
@@ -187,9 +188,7 @@ def stack_layer_data(images: Sequence[FitsImage]) -> LayerData:
         "rgb": rgb,
         **display_transform(data.shape, rgb=rgb),
     }
-    limits = default_contrast_limits(data)
-    if limits is not None:
-        kwargs["contrast_limits"] = limits
+    kwargs.update(display_kwargs(data, rgb=rgb))
     return data, kwargs, "image"
 
 
@@ -206,8 +205,7 @@ def fits_layer_data(image: FitsImage) -> LayerData:
     tuple
         ``(data, kwargs, "image")``: the float32 array as read (a (H, W, 3) view for
         colour), and kwargs ``name``, ``metadata``, ``rgb``, ``scale`` and ``translate``
-        (the y flip), and ``contrast_limits`` from the finite pixels' 0.5 and 99.8
-        percentiles when they differ.
+        (the y flip), and the display: see :func:`display_kwargs`.
     """
     rgb = image.kind == "rgb"
     data = np.moveaxis(image.data, 0, -1) if rgb else image.data
@@ -217,10 +215,26 @@ def fits_layer_data(image: FitsImage) -> LayerData:
         "rgb": rgb,
         **display_transform(data.shape, rgb=rgb),
     }
-    limits = default_contrast_limits(image.data)
-    if limits is not None:
-        kwargs["contrast_limits"] = limits
+    kwargs.update(display_kwargs(data, rgb=rgb))
     return data, kwargs, "image"
+
+
+def display_kwargs(data: np.ndarray, *, rgb: bool) -> dict[str, Any]:
+    """``contrast_limits`` and ``gamma`` to show linear data; the data are not touched.
+
+    The astro auto-stretch (:func:`napari_astrodenoise.core.display.display_stretch`, colour
+    channels linked) unless it is switched off in the settings
+    (:func:`napari_astrodenoise.settings.auto_stretch`); then the finite pixels' 0.5 and
+    99.8 percentiles with gamma 1. Empty for an image with fewer than two distinct values.
+    """
+    from napari_astrodenoise.core.display import display_stretch
+    from napari_astrodenoise.settings import auto_stretch
+
+    if auto_stretch():
+        stretch = display_stretch(data, channel_axis=-1 if rgb else None)
+        return {} if stretch is None else stretch.layer_kwargs()
+    limits = default_contrast_limits(np.moveaxis(data, -1, 0) if rgb else data)
+    return {} if limits is None else {"contrast_limits": limits, "gamma": 1.0}
 
 
 def display_transform(shape: Sequence[int], *, rgb: bool) -> dict[str, tuple[float, ...]]:

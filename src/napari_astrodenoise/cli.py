@@ -2,21 +2,33 @@
 
 Inputs are read by :func:`~napari_astrodenoise.image_io.read_image` (FITS, XISF or astro
 TIFF). ``denoise`` writes the input's format unless ``--format`` (or the ``-o`` name) says
-another; ``starmask`` and ``seams`` write FITS. Every output goes through the same writers
-as the napari plugin (header and WCS kept, provenance written, atomic), and no existing
-file is replaced without ``--overwrite``.
+another; ``starmask`` and ``seams`` write FITS. Outputs are named ``IN_denoised.EXT`` and
+``IN_starmask.fits`` and go beside each input unless ``-o`` or ``--output-dir`` says
+otherwise. Every output goes through the same writers as the napari plugin (header and WCS
+kept, provenance written, atomic), and no existing file is replaced without
+``--overwrite``. Every argument is checked before any work: option values as they are
+parsed, then the inputs read and the outputs found writable before the model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from napari_astrodenoise import _preflight
-from napari_astrodenoise.core.options import DENOISE, TILING, Option
+from napari_astrodenoise.core.options import (
+    DENOISE,
+    NETWORK,
+    OUTPUT,
+    SAFEGUARDS,
+    TILING,
+    Option,
+)
 
 #: output formats of ``denoise --format``, as :data:`napari_astrodenoise.image_io.FORMATS`
 #: (named here so that ``--help`` loads no astropy)
@@ -33,94 +45,183 @@ class CliError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help laid out in at most 100 columns, an option's words beside its flag."""
+
+    def __init__(self, prog: str) -> None:
+        width = min(shutil.get_terminal_size().columns, 100) - 2
+        super().__init__(prog, max_help_position=30, width=width)
+
+
+def _command(
+    sub: Any, name: str, *, summary: str, usage: str, example: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose help starts with a one-line summary and ends with an example."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        usage=f"%(prog)s {usage}".rstrip(),
+        epilog=f"example:\n  {example}",
+        formatter_class=_Help,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astrodenoise",
         description="Denoise linear astronomical FITS, XISF and TIFF images without "
         "inventing detail.",
+        epilog="example:\n  astrodenoise denoise m31.fits   (writes m31_denoised.fits beside it)",
+        formatter_class=_Help,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _denoise_parser(sub)
+    _starmask_parser(sub)
+    _seams_parser(sub)
+    _finetune_parser(sub)
+    _command(
+        sub,
+        "models",
+        summary="list the shipped models and your own",
+        usage="",
+        example="astrodenoise models",
+    )
+    return parser
 
-    p = sub.add_parser(
+
+def _denoise_parser(sub: Any) -> None:
+    p = _command(
+        sub,
         "denoise",
-        help="denoise FITS, XISF or TIFF images (or a bundled sample)",
-        description="Denoise FITS (.fits .fit .fts, also .gz and .fz), XISF (.xisf) or TIFF "
-        "(.tif .tiff, 16-bit integer or 32-bit float) images. The output is written in the "
-        "input's format unless --format or the -o name says another: fits, xisf (Float32) "
-        "or tiff (float32, or 16-bit with --tiff-bits 16).",
+        summary="denoise images; each IN gives IN_denoised.EXT beside it, in its own format",
+        usage="IN [IN ...] [options]",
+        example="astrodenoise denoise m31_L.fits m31_R.xisf --strength 0.8\n"
+        "  (writes m31_L_denoised.fits and m31_R_denoised.xisf beside the inputs)",
     )
     _add_inputs(p, sample=True)
-    _add_outputs(p, suffix="IN_denoised.EXT, EXT of the output format")
+    _add_outputs(p)
     p.add_argument(
         "--format",
         choices=FORMATS,
         default=None,
-        help="output format: fits, xisf or tiff (default: the -o name's, else the input's)",
+        metavar="FMT",
+        help="fits, xisf or tiff (default: the input's)",
     )
-    p.add_argument("--compress", action="store_true", help="XISF output: zlib with byte shuffling")
-    p.add_argument(
+    p.add_argument("--model", default="default", metavar="NAME", help=_MODEL_HELP)
+    _add_options(p, OUTPUT)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    advanced = p.add_argument_group("advanced (the defaults are safe)")
+    advanced.add_argument(
+        "--hdu", type=_whole(0), default=None, metavar="N", help="FITS HDU (default: first image)"
+    )
+    advanced.add_argument("--compress", action="store_true", help="XISF: zlib, byte shuffled")
+    advanced.add_argument(
         "--tiff-bits",
         type=int,
         choices=(32, 16),
         default=32,
-        help="TIFF output: 32 (float, default) or 16 (integers, scaling recorded)",
+        help="TIFF: 32 float or 16 integer (default 32)",
     )
-    p.add_argument("--model", default="default", help="shipped model name or model file")
-    _add_options(p, DENOISE)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(advanced, TILING + NETWORK + SAFEGUARDS)
+    advanced.add_argument(
+        "--batch-size", type=_whole(1), default=None, metavar="N", help="tiles per network call"
+    )
 
-    p = sub.add_parser("starmask", help="write the soft star mask of images as FITS")
+
+def _starmask_parser(sub: Any) -> None:
+    p = _command(
+        sub,
+        "starmask",
+        summary="write the soft star mask of images (1 on stars, 0 on sky) as FITS",
+        usage="IN [IN ...] [options]",
+        example="astrodenoise starmask m31.fits   (writes m31_starmask.fits beside it)",
+    )
     _add_inputs(p)
     _add_outputs(p)
-    p.add_argument("--threshold", type=float, default=5.0, help="noise sigmas (default 5)")
-    p.add_argument("--dilation", type=int, default=2, help="pixels (default 2)")
-    p.add_argument("--feather", type=float, default=1.5, help="Gaussian sigma, px (default 1.5)")
+    p.add_argument(
+        "--threshold",
+        type=_above(0.0),
+        default=5.0,
+        metavar="SIGMA",
+        help="noise sigmas (default 5)",
+    )
+    p.add_argument("--dilation", type=_whole(0), default=2, metavar="PX", help="px (default 2)")
+    p.add_argument(
+        "--feather",
+        type=_above(0.0),
+        default=1.5,
+        metavar="PX",
+        help="edge softness (default 1.5)",
+    )
+    p.add_argument("--hdu", type=_whole(0), default=None, metavar="N", help="FITS HDU")
 
-    p = sub.add_parser("seams", help="measure tile seams; optionally write the difference map")
+
+def _seams_parser(sub: Any) -> None:
+    p = _command(
+        sub,
+        "seams",
+        summary="say whether tile seams would show, in noise sigmas; optionally map them",
+        usage="IN [IN ...] [options]",
+        example="astrodenoise seams m31.fits -o m31_seams.fits\n"
+        "  (m31.fits: invisible: 0.02 sigma, far below the noise)",
+    )
     _add_inputs(p)
-    p.add_argument("-o", "--output", type=Path, help="FITS file for the seam difference map")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="FITS file for the seam map")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--model", default="default", help="shipped model name or model file")
-    _add_options(p, TILING)
-    p.add_argument("--reference", choices=("shifted", "whole"), default="shifted")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="default", metavar="NAME", help=_MODEL_HELP)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    advanced = p.add_argument_group("advanced (the defaults are safe)")
+    _add_options(advanced, TILING)
+    advanced.add_argument(
+        "--reference",
+        choices=("shifted", "whole"),
+        default="shifted",
+        metavar="REF",
+        help="shifted tiles or whole image (default shifted)",
+    )
+    advanced.add_argument("--hdu", type=_whole(0), default=None, metavar="N", help="FITS HDU")
 
-    p = sub.add_parser(
+
+def _finetune_parser(sub: Any) -> None:
+    p = _command(
+        sub,
         "finetune",
-        help="teach the model your camera's real noise from your own sub-exposures",
-        description="Fine-tune the shipped model on two or more raw sub-exposures of one "
-        "target (Noise2Noise: each frame learns from another), or on one frame of white "
-        "noise (--single). The new model goes to your user model directory; use it with "
-        "'astrodenoise denoise IN --model NAME'.",
+        summary="teach the model your camera's noise from two or more raw sub-exposures",
+        usage="FRAME [FRAME ...] --name NAME [options]",
+        example="astrodenoise finetune lights/*.fits --name my-camera\n"
+        "  astrodenoise denoise m31.fits --model my-camera",
     )
     p.add_argument(
         "frames", nargs="+", type=Path, metavar="FRAME", help="FITS, XISF or TIFF sub-exposures"
     )
     p.add_argument("--name", required=True, help="name of the new model")
     p.add_argument(
-        "--minutes", type=float, default=10.0, help="time budget in minutes (default 10)"
+        "--minutes", type=_above(0.0), default=10.0, help="time budget in minutes (default 10)"
     )
-    pairing = p.add_mutually_exclusive_group()
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    advanced = p.add_argument_group("advanced (the defaults are safe)")
+    pairing = advanced.add_mutually_exclusive_group()
     pairing.add_argument(
         "--half-stacks",
         action="store_true",
-        help="one pair: the mean of the odd frames against the mean of the even ones",
+        help="one pair: mean of odd frames against even ones",
     )
     pairing.add_argument(
         "--single",
         action="store_true",
-        help="one frame, no pair (refused when its noise is spatially correlated)",
+        help="one frame of white noise, no pair",
     )
-    p.add_argument("--base", default="default", help="model to start from (default: shipped)")
-    p.add_argument("--overwrite", action="store_true", help="replace a user model of that name")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    advanced.add_argument(
+        "--base", default="default", help="model to start from (default: shipped)"
+    )
+    advanced.add_argument("--overwrite", action="store_true", help="replace a model of that name")
+    advanced.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
-    sub.add_parser("models", help="list the shipped and your own models")
-    return parser
+
+_MODEL_HELP = "shipped or own model, or a model file"
 
 
 def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
@@ -131,27 +232,66 @@ def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:
         metavar="IN",
         help="FITS, XISF or TIFF files",
     )
-    p.add_argument("--hdu", type=int, default=None, help="HDU index (default: first image HDU)")
     if sample:
         p.add_argument(
             "--sample",
             choices=("m13", "synthetic"),
-            help="denoise a bundled sample instead of files (m13: real frame from astropy)",
+            help="a bundled sample instead of files",
         )
 
 
-def _add_outputs(p: argparse.ArgumentParser, *, suffix: str = "IN_SUFFIX.fits") -> None:
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("-o", "--output", type=Path, help="output file (one input only)")
-    group.add_argument("--output-dir", type=Path, help=f"folder for outputs, named {suffix}")
+def _add_outputs(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="output file (one input only)"
+    )
+    group.add_argument(
+        "--output-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder of the outputs (default: each IN's own)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def _add_options(p: argparse.ArgumentParser, group: Sequence[Option]) -> None:
+def _add_options(p: Any, group: Sequence[Option]) -> None:
     """One flag per option of the group, checked as it is parsed (before any work)."""
     for o in group:
-        extra = {"choices": o.choices} if o.choices else {"metavar": o.unit.upper() or None}
-        p.add_argument(o.flag, type=_parse(o), default=o.default, help=o.describe(), **extra)
+        listed = "{" + ",".join(map(str, o.choices)) + "}"
+        if o.choices:
+            fits = len(o.flag) + len(listed) < 26  # beside the help, not above it
+            extra = {"choices": o.choices, "metavar": listed if fits else "MODE"}
+        else:
+            extra = {"metavar": o.unit.upper() or ("N" if o.kind is int else "X")}
+        p.add_argument(o.flag, type=_parse(o), default=o.default, help=o.summary(), **extra)
+
+
+def _whole(minimum: int) -> Any:
+    """argparse type: a whole number >= ``minimum``."""
+
+    def whole(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            msg = f"must be a whole number >= {minimum}, got {text}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    whole.__name__ = "int"
+    return whole
+
+
+def _above(minimum: float) -> Any:
+    """argparse type: a finite number > ``minimum``."""
+
+    def above(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and value > minimum):
+            msg = f"must be a number > {minimum:g}, got {text}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    above.__name__ = "float"
+    return above
 
 
 def _parse(o: Option) -> Any:
@@ -211,8 +351,9 @@ def _output_paths(
     suffix: str,
     formats: Sequence[str] | None = None,
 ) -> list[Path]:
-    """The outputs, ``-o`` or ``IN_SUFFIX.EXT`` in ``--output-dir`` (EXT of each format),
-    checked to be writable (and free, without --overwrite) before any work."""
+    """The outputs, ``-o`` or ``IN_SUFFIX.EXT`` (EXT of each format) in ``--output-dir``,
+    else beside each input (a bundled sample's in the current folder); checked to be
+    writable (and free, without --overwrite) before any work."""
     from napari_astrodenoise.image_io import SUFFIXES
 
     if args.output is not None:
@@ -221,10 +362,11 @@ def _output_paths(
             raise CliError(msg)
         outs = [args.output]
     else:
-        _preflight.make_folder(args.output_dir)
+        if args.output_dir is not None:
+            _preflight.make_folder(args.output_dir)
         exts = [SUFFIXES[f][0] for f in formats] if formats else [".fits"] * len(labels)
         outs = [
-            args.output_dir / f"{_stem(label)}_{suffix}{ext}"
+            _folder(args, label) / f"{_stem(label)}_{suffix}{ext}"
             for label, ext in zip(labels, exts, strict=True)
         ]
         if len(set(outs)) != len(outs):
@@ -232,6 +374,15 @@ def _output_paths(
             raise CliError(msg)
     _preflight.check_outputs(outs, overwrite=args.overwrite)
     return outs
+
+
+def _folder(args: argparse.Namespace, label: str) -> Path:
+    """Where an output goes without ``-o``: ``--output-dir``, else beside its input."""
+    if args.output_dir is not None:
+        return args.output_dir
+    if getattr(args, "sample", None):
+        return Path.cwd()
+    return Path(label).parent
 
 
 def _write(args: argparse.Namespace, out: Path, data: Any, **fields: Any) -> None:
@@ -391,6 +542,7 @@ def _cmd_starmask(args: argparse.Namespace) -> None:
 
 
 def _cmd_seams(args: argparse.Namespace) -> None:
+    from napari_astrodenoise.core.diagnostics import seam_verdict
     from napari_astrodenoise.core.pipeline import seam_map
 
     labels = _labels(args)
@@ -401,7 +553,6 @@ def _cmd_seams(args: argparse.Namespace) -> None:
     if args.output is not None:
         _preflight.check_outputs([args.output], overwrite=args.overwrite)
     loaded = _load(args)
-    print(f"{'input':<40} {'blend':<9} {'overlap':>7} {'seam/sigma':>10}")
     for label in labels:
         image = _source(args, label)
         report = seam_map(
@@ -412,10 +563,7 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             reference=args.reference,
             **{o.name: getattr(args, o.name) for o in TILING},
         )
-        print(
-            f"{Path(label).name:<40} {args.blend:<9} {args.overlap:>7.2f} "
-            f"{report.seam_sigma:>10.4f}"
-        )
+        print(f"{Path(label).name}: {seam_verdict(report.seam_sigma)}")
         if args.output is not None:
             history = [
                 f"napari-astrodenoise tile-seam difference map of {label} ({args.reference} "

@@ -39,12 +39,13 @@ def _wait_idle(qtbot, widget, timeout: int = 10_000) -> None:
 
 @pytest.fixture
 def notifications(monkeypatch):
-    """Error and info notifications shown by the widgets, as (severity, message)."""
+    """Error, warning and info notifications shown by the widgets, as (severity, message)."""
     from napari_astrodenoise._widgets import _common
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(_common, "show_error", lambda m: shown.append(("error", m)))
     monkeypatch.setattr(_common, "show_info", lambda m: shown.append(("info", m)))
+    monkeypatch.setattr(_common, "show_warning", lambda m: shown.append(("warning", m)))
     return shown
 
 

@@ -276,3 +276,164 @@ def test_saved_denoised_layer_carries_header_and_provenance(viewer, widget, run,
     assert header["OBJECT"] == "test field"
     assert header["ADMODEL"] == "random-test" and header["ADSTRNTH"] == 1.0
     assert any("denoised with model random-test" in str(h) for h in header["HISTORY"])
+
+
+# ---------------------------------------------------------------- a panel a newcomer reads
+
+
+def _visible_rows(widget) -> list[str]:
+    """Labels or texts of the panel's controls a user sees without opening anything."""
+    rows = []
+    for child in widget:
+        if child.native.isHidden():
+            continue
+        rows += [c.label for c in child] if child is widget.picker else [child.label or "-"]
+    return rows
+
+
+def test_the_panel_shows_only_the_essentials_and_advanced_is_collapsed(widget):
+    assert not widget.advanced_open
+    labels = _visible_rows(widget)
+    for needed in ("Image", "Model", "Strength", "Star protection"):
+        assert needed in labels
+    assert {"Run", "Cancel", "▸ Advanced"} <= {b.text for b in widget if hasattr(b, "text")}
+    for hidden in ("tile_size", "flux_lock", "change_limit", "ensemble"):
+        control = getattr(widget, hidden)
+        assert control.label not in labels
+        assert any(c is control for c in widget.advanced)
+    assert any(c is widget.picker.device for c in widget.advanced)
+    assert widget.picker.device not in list(widget.picker)
+    assert "defaults are safe" in widget.advanced[0].value
+    widget.toggle_advanced()
+    assert widget.advanced_open and widget.advanced_button.text.startswith("▾")
+
+
+def test_every_control_has_a_tooltip_in_words(widget):
+    from magicgui.widgets.bases import ValueWidget
+
+    controls = [*widget.picker, *widget.advanced, *widget]
+    for control in controls:
+        if isinstance(control, ValueWidget) and control.label and control is not widget.status:
+            assert control.tooltip and len(control.tooltip) > 20, control.label
+    assert widget.run_button.tooltip and widget.compare_button.tooltip
+
+
+def test_tile_size_snaps_to_a_valid_size(widget):
+    widget.tile_size.value = 100
+    assert widget.tile_size.value == 96
+    widget.tile_size.value = 250
+    assert widget.tile_size.value == 256
+
+
+def test_the_result_is_on_top_and_selected_and_the_residual_hidden(viewer, widget, run):
+    from napari_astrodenoise._widgets._common import signed_limits
+
+    viewer.add_image(np.zeros((96, 96), np.float32), name="above", visible=True)
+    widget.image.value = viewer.layers["field"]
+    run(widget)
+    names = [layer.name for layer in viewer.layers]
+    assert names[-1] == "field denoised"
+    assert names[-2] == "field residual"
+    denoised, residual = viewer.layers["field denoised"], viewer.layers["field residual"]
+    assert viewer.layers.selection.active is denoised
+    assert denoised.visible and not residual.visible
+    low, high = residual.contrast_limits
+    assert low == -high and (low, high) == pytest.approx(signed_limits(residual.data))
+    colours = residual.colormap.map(np.array([0.0, 0.5, 1.0]))
+    assert np.allclose(colours[1, :3], 0) and not np.allclose(colours[0], colours[2])
+    source = viewer.layers["field"]
+    assert denoised.contrast_limits == pytest.approx(source.contrast_limits)
+    assert denoised.gamma == source.gamma
+
+
+def test_before_after_flips_the_denoised_layer(viewer, widget, run, notifications):
+    assert not widget.compare_button.enabled
+    run(widget)
+    assert widget.compare_button.enabled
+    assert widget.toggle_before_after() is False  # now before: the input shows
+    assert not viewer.layers["field denoised"].visible and viewer.layers["field"].visible
+    assert "before" in widget.status.value
+    assert widget.toggle_before_after() is True
+    assert viewer.layers["field denoised"].visible and "after" in widget.status.value
+
+
+def test_a_reblend_acts_on_the_image_that_was_run(
+    viewer, qtbot, widget, run, wait_idle, star_field
+):
+    run(widget)
+    viewer.add_image(star_field((96, 96), seed=5), name="other")
+    widget.image.value = viewer.layers["other"]
+    widget.strength.value = 0.4
+    wait_idle(widget)
+    cards = viewer.layers["field denoised"].metadata["astrodenoise"]["provenance"]
+    assert cards["ADSTRNTH"][0] == 0.4
+    assert "other denoised" not in [layer.name for layer in viewer.layers]
+    assert "'field', the image that was run" in widget.status.value
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (np.random.default_rng(0).normal(0, 1, (8, 8)).astype(np.float32), "only 8 x 8 px"),
+        (np.zeros((96, 96), np.float32), "constant"),
+        (np.full((96, 96), np.nan, np.float32), "NaN"),
+    ],
+    ids=["tiny", "all-zero", "all-NaN"],
+)
+def test_odd_images_warn_and_still_run(viewer, widget, run, notifications, data, words):
+    viewer.add_image(data, name="odd")
+    widget.image.value = viewer.layers["odd"]
+    run(widget)
+    warnings = [m for s, m in notifications if s == "warning"]
+    assert warnings and words in warnings[0] and warnings[0].startswith("'odd'")
+
+
+def test_an_error_clears_the_last_runs_status(viewer, widget, run, notifications):
+    run(widget)
+    assert widget.status.value.startswith("field:")
+    widget.picker.model_file.value = ""
+    widget.run()
+    assert widget.status.value == ""
+    assert notifications[-1][0] == "error"
+
+
+def test_the_progress_line_counts_tiles_and_time_left(monkeypatch):
+    from napari_astrodenoise._widgets import _common
+
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(_common.time, "monotonic", lambda: next(clock))
+    line = _common.ProgressLine("tiles")
+    line.start()
+    assert line.visible
+    line.update(12, 36)
+    assert line.text.value == "12 / 36 tiles, about 20 s left"
+    assert (line.bar.value, line.bar.max) == (12, 36)
+    line.stop()
+    assert not line.visible
+
+
+def test_the_panel_scrolls_when_the_dock_is_short(viewer, widget):
+    from qtpy.QtWidgets import QScrollArea
+
+    docked = viewer.window.dock_widgets["Denoise (napari-astrodenoise)"]
+    assert docked is widget
+    assert isinstance(docked.native, QScrollArea)
+    assert docked.native.parent().widget() is docked.native  # the dock holds the scroll area
+
+
+def test_astro_stretch_again_shares_the_display_with_the_denoised_layer(viewer, widget, run):
+    run(widget)
+    source, denoised = viewer.layers["field"], viewer.layers["field denoised"]
+    source.contrast_limits, source.gamma = (0.0, 1000.0), 1.0
+    widget.stretch_again()
+    assert source.gamma != 1.0
+    assert denoised.contrast_limits == pytest.approx(source.contrast_limits)
+    assert denoised.gamma == source.gamma
+
+
+def test_the_display_setting_is_saved(widget):
+    from napari_astrodenoise.settings import auto_stretch
+
+    assert widget.auto_stretch.value is True
+    widget.auto_stretch.value = False
+    assert auto_stretch() is False

@@ -8,6 +8,7 @@ import yaml
 from napari_astrodenoise._widgets._annotations import AnnotationWidget
 from napari_astrodenoise._widgets._denoise import DenoiseWidget
 from napari_astrodenoise._widgets._finetune import FinetuneWidget
+from napari_astrodenoise._widgets._header import HeaderWidget
 from napari_astrodenoise._widgets._side_by_side import SideBySideWidget
 from napari_astrodenoise._widgets._starmask import StarMaskWidget
 from napari_astrodenoise._widgets._tiles import TileOverlapWidget
@@ -18,6 +19,7 @@ WIDGETS = {
     "Star mask": StarMaskWidget,
     "Tile overlap": TileOverlapWidget,
     "Side by side": SideBySideWidget,
+    "FITS header and sky position": HeaderWidget,
     "Annotate artifacts": AnnotationWidget,
 }
 

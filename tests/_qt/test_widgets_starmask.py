@@ -1,4 +1,4 @@
-"""The Star mask widget: live preview layer, star count, and a UI that never waits."""
+"""The Star mask widget: no overlay until asked, a placed mask layer, a UI that never waits."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def test_preview_adds_a_placed_overlay_and_counts_the_stars(
 def test_changing_a_parameter_updates_the_same_layer(viewer, dock, star_field, qtbot, wait_idle):
     viewer.add_image(star_field((96, 96)), name="field")
     w = dock(viewer, "Star mask")
+    w.preview.value = True
     w.update_mask()
     wait_idle(w)
     layer = viewer.layers["field star mask"]
@@ -74,6 +75,16 @@ def test_preview_of_a_4096_image_runs_off_the_ui_thread(
     timer.stop()
     assert len(ticks) >= 20  # the UI thread handled events during the second of work
     assert viewer.layers["big star mask"].data.shape == (4096, 4096)
+
+
+def test_no_overlay_appears_before_the_user_asks(viewer, dock, star_field, qtbot, wait_idle):
+    w = dock(viewer, "Star mask")
+    assert w.preview.value is False
+    viewer.add_image(star_field((96, 96)), name="field")
+    w.dilation.value = 4
+    qtbot.wait(2 * _starmask.PREVIEW_DELAY_MS)
+    wait_idle(w)
+    assert [layer.name for layer in viewer.layers] == ["field"]
 
 
 def test_a_non_image_choice_is_an_error_notification(viewer, dock, notifications):

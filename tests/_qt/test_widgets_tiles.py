@@ -47,13 +47,17 @@ def test_grid_is_a_shapes_layer_over_the_image(viewer, widget, qtbot):
 def test_seam_measurement_adds_the_diff_layer_and_both_numbers(viewer, widget, wait_idle):
     widget.measure()
     assert widget.task.running
+    assert widget.seams.value.startswith("measuring: 4 passes of the model over")
+    assert not widget.progress.native.isHidden()  # a bar with the time left
     wait_idle(widget)
+    assert widget.progress.native.isHidden()
     diff = viewer.layers["field seam diff"]
     assert diff.data.shape == (80, 112)
     np.testing.assert_array_equal(world_matrix(diff), world_matrix(viewer.layers["field"]))
     seams = diff.metadata["astrodenoise_seams"]
     assert 0 <= seams["seam_sigma"] < seams["naive_seam_sigma"]  # blending hides seams
     assert "σ" in widget.seams.value and "naive tiling" in widget.seams.value
+    assert widget.seams.value.startswith("Seams ") and "the noise" in widget.seams.value
     lo, hi = diff.contrast_limits
     assert lo == pytest.approx(-hi) and hi > 0
 

@@ -186,3 +186,18 @@ def test_noise_sigma_is_estimated_from_the_image_by_default(cnn):
 def test_noiseless_image_asks_for_an_explicit_noise_sigma():
     with pytest.raises(ValueError, match="pass noise_sigma explicitly"):
         measure_seams(np.ones((1, 40, 40), np.float32), lambda x: x, tile_size=32)
+
+
+@pytest.mark.parametrize(
+    ("sigma", "start"),
+    [
+        (0.02, "invisible: 0.02 sigma, far below the noise"),
+        (0.1, "hard to see"),
+        (0.3, "may show"),
+        (1.2, "visible: 1.2 sigma"),
+    ],
+)
+def test_seam_verdict_says_whether_seams_show(sigma, start):
+    from napari_astrodenoise.core.diagnostics import seam_verdict
+
+    assert seam_verdict(sigma).startswith(start)

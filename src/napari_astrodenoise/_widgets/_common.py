@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from magicgui.widgets import Container, Widget, create_widget
+from magicgui.widgets import Container, Label, ProgressBar, Widget, create_widget
 from napari.layers import Image, Layer
 from napari.qt.threading import thread_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
-
-from napari_astrodenoise.fits_io import default_contrast_limits
 
 W = TypeVar("W", bound=Widget)
 
 #: metadata key naming what a layer made by these widgets holds
 ROLE = "astrodenoise_role"
-#: display gamma of the astro stretch: < 1 lifts faint sky structure
-ASTRO_GAMMA = 0.5
 _TRANSFORMS = ("scale", "translate", "rotate", "shear")
 
 
@@ -38,6 +35,11 @@ def notify_error(message: str) -> None:
 def notify_info(message: str) -> None:
     """Show an information notification in napari."""
     show_info(message)
+
+
+def notify_warning(message: str) -> None:
+    """Show a warning notification in napari (the action goes on)."""
+    show_warning(message)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -274,24 +276,39 @@ def upsert_image(
 # ------------------------------------------------------------------------------ contrast
 
 
-def astro_limits(data: Any, *, rgb: bool = False) -> tuple[float, float] | None:
-    """Display limits for linear astronomical data: the 0.5 and 99.8 percentiles.
+def astro_stretch(layer: Image) -> bool:
+    """Show an image layer with the astro auto-stretch; its data are not touched.
 
-    Of the finite pixels, on a strided sample (no copy); None for a constant image.
+    Contrast limits and gamma from :func:`napari_astrodenoise.core.display.display_stretch`
+    (colour channels linked). A constant or empty image keeps its display.
+
+    Returns
+    -------
+    bool
+        Whether the display was changed.
     """
-    array = np.asarray(data)
-    return default_contrast_limits(np.moveaxis(array, -1, 0) if rgb else array)
+    from napari_astrodenoise.core.display import display_stretch
+
+    stretch = display_stretch(np.asarray(layer.data), channel_axis=-1 if layer.rgb else None)
+    if stretch is None:
+        return False
+    layer.contrast_limits = stretch.contrast_limits
+    layer.gamma = stretch.gamma
+    return True
 
 
-def set_astro_contrast(layer: Image, *, gamma: float = ASTRO_GAMMA) -> None:
-    """Astro stretch of an image layer: percentile limits (not min-max) and ``gamma`` < 1.
+def auto_stretch(layer: Image) -> None:
+    """`astro_stretch` the layer unless the automatic stretch is switched off (settings)."""
+    from napari_astrodenoise.settings import auto_stretch as enabled
 
-    Use it for every new layer of linear data; a constant image keeps napari's limits.
-    """
-    limits = astro_limits(layer.data, rgb=layer.rgb)
-    if limits is not None:
-        layer.contrast_limits = limits
-    layer.gamma = gamma
+    if enabled():
+        astro_stretch(layer)
+
+
+def share_display(source: Image, target: Image) -> None:
+    """Show ``target`` through ``source``'s contrast limits and gamma (an honest comparison)."""
+    target.contrast_limits = tuple(source.contrast_limits)
+    target.gamma = float(source.gamma)
 
 
 def signed_limits(data: Any) -> tuple[float, float]:
@@ -328,8 +345,25 @@ class Panel(Container):
     """A widget container filled in display order: ``self.run = self.add(PushButton(...))``.
 
     Each control is placed where it is made, so a panel's layout is read top to bottom in
-    its ``__init__`` and never listed twice.
+    its ``__init__`` and never listed twice. A panel scrolls when the dock area is shorter
+    than it.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"scrollable": True, **kwargs})
+        # rows keep their own height in a tall dock; the space left goes below the last one
+        # (magicgui inserts each new row before this stretch)
+        self.inner.layout().addStretch(1)
+
+    @property
+    def native(self) -> Any:
+        """The outermost Qt widget, the scroll area: what napari puts in its dock."""
+        return self.root_native_widget
+
+    @property
+    def inner(self) -> Any:
+        """The Qt widget inside the scroll area, which holds the layout."""
+        return Container.native.fget(self)
 
     def add(self, widget: W) -> W:
         """Append ``widget`` below the others and return it."""
@@ -412,6 +446,51 @@ class LatestRunner:
             self._start(args)
 
 
+def time_left(seconds: float) -> str:
+    """A duration in words for a progress line: "about 40 s", "about 3 min"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    return f"about {round(seconds / 60)} min"
+
+
+class ProgressLine(Container):
+    """A progress bar and a line under it: "12 / 36 tiles, about 20 s left".
+
+    Hidden until a job starts; the time left is the elapsed time per unit done, times the
+    units still to do.
+    """
+
+    def __init__(self, unit: str = "tiles") -> None:
+        self.bar = ProgressBar(value=0, min=0, max=1, label="Progress")
+        self.text = Label(value="")
+        super().__init__(widgets=[self.bar, self.text], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.unit = unit
+        self._started = 0.0
+        self.visible = False
+
+    def start(self) -> None:
+        """Show an empty bar and start the clock."""
+        self._started = time.monotonic()
+        self.bar.max, self.bar.value = 1, 0
+        self.text.value = "starting..."
+        self.visible = True
+
+    def update(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` units and the time left."""
+        self.bar.max = max(1, int(total))
+        self.bar.value = min(int(done), self.bar.max)
+        text = f"{done} / {total} {self.unit}" if self.unit else f"{100 * done // total} %"
+        if 0 < done < total:
+            elapsed = time.monotonic() - self._started
+            text += f", {time_left(elapsed / done * (total - done))} left"
+        self.text.value = text
+
+    def stop(self) -> None:
+        """Hide the bar: the job is over."""
+        self.visible = False
+
+
 class Task:
     """One long job at a time in a napari thread_worker, with a progress bar and Cancel.
 
@@ -428,8 +507,10 @@ class Task:
         returned: Callable[[Any], None],
         state: Callable[[bool], None] = lambda running: None,
         yielded: Callable[[Any], None] | None = None,
+        line: ProgressLine | None = None,
     ) -> None:
         self.name = name
+        self.line = line
         self._returned = returned
         self._state = state
         self._yielded = yielded
@@ -459,6 +540,8 @@ class Task:
         worker.aborted.connect(self._aborted)
         worker.finished.connect(self._finished)
         self._worker = worker
+        if self.line is not None:
+            self.line.start()
         self._state(True)
         worker.start()
 
@@ -475,6 +558,8 @@ class Task:
         if self._bar is None or not isinstance(value, tuple):
             return
         done, total = value
+        if self.line is not None:
+            self.line.update(done, total)
         if self._bar.total != total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
@@ -489,5 +574,7 @@ class Task:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self.line is not None:
+            self.line.stop()
         self._worker = None
         self._state(False)

@@ -1,4 +1,4 @@
-"""The Denoise widget: iter_denoise in a thread; `<name> denoised` and `<name> residual`."""
+"""The Denoise widget: a short panel over iter_denoise; the denoised layer shown first."""
 
 from __future__ import annotations
 
@@ -10,29 +10,36 @@ import napari
 import napari.layers
 import napari.viewer
 import numpy as np
-from magicgui.widgets import (
-    Label,
-    PushButton,
-)
+from magicgui.widgets import CheckBox, Container, Label, PushButton, create_widget
 
 from napari_astrodenoise._widgets._common import (
     ROLE,
     LatestRunner,
     Panel,
+    ProgressLine,
     Task,
+    astro_stretch,
+    channel_axis,
     engine_planes,
+    find_layer,
     image_hw,
     in_viewer,
     notify_info,
+    notify_warning,
     placement,
     set_signed_contrast,
+    share_display,
     shows_value_errors,
+    signed_colormap,
     unwrap,
     upsert_image,
 )
 from napari_astrodenoise._widgets._models import ModelPicker
 from napari_astrodenoise._widgets._options import option_controls, option_values
+from napari_astrodenoise.core.checks import image_warnings
 from napari_astrodenoise.core.options import DENOISE, OUTPUT
+from napari_astrodenoise.settings import auto_stretch as auto_stretch_setting
+from napari_astrodenoise.settings import set_auto_stretch
 
 RESIDUAL_NOTE = "residual: input minus the denoised output, in the input's units"
 
@@ -92,39 +99,103 @@ def reblend(result: Any, image: np.ndarray, strength: float, star_protection: fl
     return _Blend(result, out, residual.astype(np.float32, copy=False), strength, star_protection)
 
 
+ADVANCED_NOTE = "The defaults are safe for most images: change these only to experiment."
+IMAGE_TIP = "The image layer to denoise: a linear (unstretched) frame or stack, mono or colour"
+MASK_TIP = (
+    "Optional: a star mask layer (from the Star mask widget) for Star protection; "
+    "none lets the engine find the stars itself"
+)
+SHOWN = ("strength", "star_protection")
+
+
 class DenoiseWidget(Panel):
     """Denoise an image layer with the ResUNet, tile by tile, in a background thread.
 
-    Results are the layers ``<name> denoised`` and ``<name> residual`` (input minus
-    output), placed over the input and carrying its metadata plus ``"astrodenoise"``
-    provenance; a new run updates them in place. Strength and star protection re-blend
-    the kept result at once, without the network.
+    Shown: the image, the model, strength and star protection, Run and Cancel, a progress
+    bar; every other option sits in a collapsed "Advanced" section. Results are the layers
+    ``<name> denoised`` (on top, selected, shown through the input's display) and
+    ``<name> residual`` (input minus output, hidden, diverging colours centred on 0), placed
+    over the input and carrying its metadata plus ``"astrodenoise"`` provenance; a new run
+    updates them in place. Strength and star protection re-blend the kept result of the
+    image that was run, at once, without the network.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         super().__init__()
         self.image = self.add_layer_choice("Image")
-        self.picker = self.add(ModelPicker())
+        self.image.tooltip = IMAGE_TIP
+        self.picker = self.add(ModelPicker(show_device=False))
         self.controls = option_controls(DENOISE)
-        for o in OUTPUT:
-            self.add(self.controls[o.name])
-        self.star_mask = self.add_layer_choice("Star mask", optional=True)
-        for o in DENOISE:
-            if o not in OUTPUT:
-                self.add(self.controls[o.name])
-        self.run_button = self.add(PushButton(text="Run"))
-        self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
+        for name in SHOWN:
+            self.add(self.controls[name])
+        self.run_button = self.add(PushButton(text="Run", tooltip="Denoise the chosen image"))
+        self.cancel_button = self.add(
+            PushButton(text="Cancel", enabled=False, tooltip="Stop the run; nothing changes")
+        )
+        self.progress = self.add(ProgressLine("tiles"))
         self.status = self.add(Label(value=""))
-        self.task = Task("Denoising", returned=self._finished, state=self._running)
+        self.compare_button = self.add(
+            PushButton(
+                text="Before / after",
+                enabled=False,
+                tooltip="Flip between your image and the denoised one (the same display)",
+            )
+        )
+        self.advanced_button = self.add(
+            PushButton(text="▸ Advanced", tooltip="Tiling, safeguards, device and display")
+        )
+        self.advanced = self.add(self._advanced_section())
+        self.task = Task(
+            "Denoising", returned=self._finished, state=self._running, line=self.progress
+        )
         self._reblender = LatestRunner(reblend, self._show)
         self._run: _Run | None = None
         self._shown: tuple[float, float] | None = None
+        self._connect()
+
+    def _advanced_section(self) -> Container:
+        """The collapsed section: every option but strength and star protection, and more."""
+        self.star_mask = create_widget(
+            label="Star mask", annotation=napari.layers.Image | None, value=None
+        )
+        self.star_mask.tooltip = MASK_TIP
+        self.auto_stretch = CheckBox(
+            label="Astro display for new images",
+            value=auto_stretch_setting(),
+            tooltip="Show every image opened or made with the astro auto-stretch (display "
+            "only, the data are never changed); saved for the next session",
+        )
+        self.stretch_button = PushButton(
+            text="Astro stretch again",
+            tooltip="Re-apply the astro display to the chosen image and its denoised layer",
+        )
+        widgets = [Label(value=ADVANCED_NOTE), self.star_mask]
+        widgets += [self.controls[o.name] for o in DENOISE if o.name not in SHOWN]
+        widgets += [self.picker.device, self.auto_stretch, self.stretch_button]
+        for name, control in self.controls.items():
+            if name not in SHOWN:  # widget.tile_size etc., as for the controls shown
+                setattr(self, name, control)
+        section = Container(widgets=widgets, labels=True)
+        section.margins = (0, 0, 0, 0)
+        section.visible = False
+        return section
+
+    def _connect(self) -> None:
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.task.cancel)
+        self.compare_button.changed.connect(self.toggle_before_after)
+        self.advanced_button.changed.connect(self.toggle_advanced)
+        self.auto_stretch.changed.connect(set_auto_stretch)
+        self.stretch_button.changed.connect(self.stretch_again)
         for o in OUTPUT:  # strength and star protection re-blend without the network
             self.controls[o.name].changed.connect(self._reblend)
         self.star_mask.changed.connect(self._mask_changed)
+
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the layer lists, the Advanced section's star mask chooser included."""
+        super().reset_choices(*args)
+        self.star_mask.reset_choices(*args)
 
     # ------------------------------------------------------------------ run
 
@@ -143,11 +214,14 @@ class DenoiseWidget(Panel):
         """Start denoising the chosen layer (no-op while a run is going)."""
         if self.task.running:
             return
-        job, name = self._prepare()
+        self.status.value = ""  # nothing of an earlier run stays on screen
+        job, name, warnings = self._prepare()
+        for warning in warnings:
+            notify_warning(f"'{name}': {warning}")
         self.status.value = f"denoising {name}..."
         self.task.start(job, description=f"Denoising {name}")
 
-    def _prepare(self) -> tuple[Any, str]:
+    def _prepare(self) -> tuple[Any, str, list[str]]:
         """Check the choices and build the worker's job; raises ValueError for the user."""
         layer = unwrap(self.image.value)
         layout = engine_planes(layer)
@@ -165,11 +239,12 @@ class DenoiseWidget(Panel):
         run.mask_name = None if mask_layer is None else mask_layer.name
         spec = self.picker.spec()
         options = {**option_values(self.controls, DENOISE), "device": spec[1], **layout}
+        warnings = image_warnings(np.asarray(layer.data), channel_axis=layout["channel_axis"])
 
         def job():
             return _denoise_job(run, picker=self.picker, spec=spec, options=options, mask=mask)
 
-        return job, run.base
+        return job, run.base, warnings
 
     def _running(self, running: bool) -> None:
         self.run_button.enabled = not running
@@ -184,16 +259,89 @@ class DenoiseWidget(Panel):
             return
         self._run = run
         self._show(first)
+        self._present(run)
         s = run.result.settings
         self.status.value = f"{run.base}: model {s['model']}, {s['tile_size']} px, {s['device']}"
         self._reblend()  # the sliders may have moved during the run
 
+    def _present(self, run: _Run) -> None:
+        """The result first: denoised on top and selected, the residual hidden under it."""
+        layers = self._viewer.layers
+        denoised = find_layer(self._viewer, f"{run.base} denoised")
+        residual = find_layer(self._viewer, f"{run.base} residual")
+        if denoised is None:
+            return
+        if residual is not None:
+            residual.visible = False
+            layers.move(list(layers).index(residual), len(layers))
+        layers.move(list(layers).index(denoised), len(layers))
+        denoised.visible = True
+        source = run.source()
+        if source is not None:
+            share_display(source, denoised)
+        layers.selection.active = denoised
+        self.compare_button.enabled = True
+
+    # ------------------------------------------------------------------ view
+
+    def toggle_before_after(self, *_: Any) -> bool:
+        """Show the input (before) or the denoised layer (after) of the last run.
+
+        Returns
+        -------
+        bool
+            True when the denoised layer is now shown.
+        """
+        run = self._run
+        denoised = None if run is None else find_layer(self._viewer, f"{run.base} denoised")
+        source = None if run is None else run.source()
+        if denoised is None or source is None or not in_viewer(self._viewer, source):
+            notify_info("run the denoiser first: there is no before and after yet")
+            return False
+        source.visible = True
+        denoised.visible = not denoised.visible
+        shown = "after (denoised)" if denoised.visible else "before (your image)"
+        self.status.value = f"{run.base}: showing {shown}"
+        return bool(denoised.visible)
+
+    @property
+    def advanced_open(self) -> bool:
+        """Whether the Advanced section is open (it starts collapsed)."""
+        return not self.advanced.native.isHidden()
+
+    def toggle_advanced(self, *_: Any) -> None:
+        """Open or close the Advanced section."""
+        opened = not self.advanced_open
+        self.advanced.visible = opened
+        self.advanced_button.text = ("▾" if opened else "▸") + " Advanced"
+
+    @shows_value_errors
+    def stretch_again(self, *_: Any) -> None:
+        """Astro-stretch the chosen image; its denoised layer shares the same display."""
+        layer = unwrap(self.image.value)
+        channel_axis(layer)
+        astro_stretch(layer)
+        for role in ("denoised",):
+            other = find_layer(self._viewer, f"{layer.name} {role}")
+            if other is not None and isinstance(other, napari.layers.Image):
+                share_display(layer, other)
+
     # ------------------------------------------------------------------ re-blend
 
     def _reblend(self, *_: Any) -> None:
-        """Re-blend the kept result for the current strength and star protection."""
+        """Re-blend the kept result for the current strength and star protection.
+
+        It always acts on the image that was run, whatever the Image choice is now; the
+        status line says so when the choice has moved to another image.
+        """
         if self._run is None or not in_viewer(self._viewer, self._run.source):
             return
+        chosen = unwrap(self.image.value)
+        if chosen is not None and chosen is not self._run.source():
+            self.status.value = (
+                f"Strength acts on '{self._run.base}', the image that was run; "
+                f"press Run to denoise '{chosen.name}'"
+            )
         wanted = tuple(option_values(self.controls, OUTPUT).values())
         if wanted != self._shown:
             self._reblender.request(self._run.result, self._run.image, *wanted)
@@ -229,7 +377,7 @@ class DenoiseWidget(Panel):
 
     def _write(self, run: _Run, data: np.ndarray, provenance: dict, role: str) -> None:
         metadata = {**run.metadata, "astrodenoise": provenance, ROLE: role}
-        display = run.display if role == "denoised" else ({} if run.rgb else {"colormap": "gray"})
+        display = run.display if role == "denoised" else _residual_display(run.rgb)
         layer, created = upsert_image(
             self._viewer,
             f"{run.base} {role}",
@@ -241,6 +389,11 @@ class DenoiseWidget(Panel):
         )
         if created and role == "residual":
             set_signed_contrast(layer)
+
+
+def _residual_display(rgb: bool) -> dict[str, Any]:
+    """A new residual layer: hidden, in diverging colours (mono) centred on 0."""
+    return {"visible": False} if rgb else {"visible": False, "colormap": signed_colormap()}
 
 
 def _display_of(layer: Any) -> dict[str, Any]:

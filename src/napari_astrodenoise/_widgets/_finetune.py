@@ -135,7 +135,7 @@ class FinetuneWidget(Panel):
         self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
         self.status = self.add(Label(value=""))
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot.canvas)
+        self.inner.layout().addWidget(self.plot.canvas)
         self.curves = _Curves()
         self.result: Any = None
         self.task = Task(

@@ -14,6 +14,11 @@ from napari_astrodenoise._widgets._common import notify_info
 #: the model choice that reads a model file from ``model_file``
 FROM_FILE = "from file"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MODEL_TIP = (
+    "The trained model that removes the noise: the shipped default suits most cameras; "
+    "a model fine-tuned on your own frames is marked [yours]"
+)
+DEVICE_TIP = "Where the model runs: auto takes a GPU when there is one, else the CPU"
 NO_MODEL_MESSAGE = (
     "No trained model ships with this installation yet: choose a model file "
     "(.safetensors with its .json) under 'Model file'."
@@ -47,18 +52,29 @@ def announce_model(name: str) -> None:
 class ModelPicker(Container):
     """Model (the shipped default preselected, or a file) and device.
 
+    With ``show_device=False`` the device control is not placed here: the panel puts
+    ``picker.device`` where it wants it (the Denoise panel's Advanced section).
+
     `load` runs in a worker thread and keeps the last model loaded, so repeated runs
     with the same choice do not read the weights again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, show_device: bool = True) -> None:
         choices = _model_choices()
-        self.model = ComboBox(label="Model", choices=[*choices, (FROM_FILE, FROM_FILE)])
-        self.model_file = FileEdit(
-            label="Model file", mode="r", filter="Model files (*.safetensors *.json)"
+        self.model = ComboBox(
+            label="Model",
+            choices=[*choices, (FROM_FILE, FROM_FILE)],
+            tooltip=MODEL_TIP,
         )
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
-        super().__init__(widgets=[self.model, self.model_file, self.device], labels=True)
+        self.model_file = FileEdit(
+            label="Model file",
+            mode="r",
+            filter="Model files (*.safetensors *.json)",
+            tooltip="A model file you trained or were given: the .safetensors with its .json",
+        )
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto", tooltip=DEVICE_TIP)
+        shown = [self.model, self.model_file] + ([self.device] if show_device else [])
+        super().__init__(widgets=shown, labels=True)
         self.margins = (0, 0, 0, 0)
         self.model.changed.connect(self._show_file)
         self._show_file()

@@ -14,14 +14,15 @@ from napari.experimental import link_layers, unlink_layers
 
 from napari_astrodenoise._widgets._common import (
     Panel,
+    astro_stretch,
     find_layer,
-    set_astro_contrast,
+    share_display,
     shows_value_errors,
     unwrap,
 )
 
 #: the suffixes the other widgets give their layers, in grid order after the input
-ROLES = ("denoised", "star mask", "seam diff")
+ROLES = ("denoised", "residual", "star mask", "seam diff")
 LINKED = ("contrast_limits", "gamma")
 #: how the star mask and the seam map lie over the image in `overlay`: both add light where
 #: they are non-zero (the seam map's colormap is black at zero)
@@ -50,7 +51,7 @@ def _contrast_pair(layers: Sequence[Any]) -> list[Any]:
 def side_by_side(viewer: Any, layers: Sequence[Any], *, astro: bool = True) -> dict[int, bool]:
     """Show ``layers`` one per grid cell, in order, with one camera; hide every other layer.
 
-    ``layers`` are in grid order, typically (noisy, denoised, star mask, seam diff); None
+    ``layers`` are in grid order, typically (noisy, denoised, residual, star mask, seam diff); None
     entries are left out. The first two (noisy and denoised) share contrast limits and
     gamma: the second takes the first's (after the astro stretch of the first when
     ``astro``) and they stay linked until `overlay`.
@@ -72,9 +73,8 @@ def side_by_side(viewer: Any, layers: Sequence[Any], *, astro: bool = True) -> d
         layer.visible = any(layer is x for x in chosen)
     if pair:
         if astro:
-            set_astro_contrast(pair[0])
-        pair[1].contrast_limits = pair[0].contrast_limits
-        pair[1].gamma = pair[0].gamma
+            astro_stretch(pair[0])
+        share_display(pair[0], pair[1])
         link_layers(pair, LINKED)
     grid = canvas_grid(viewer)
     grid.stride = 1
@@ -87,8 +87,9 @@ def side_by_side(viewer: Any, layers: Sequence[Any], *, astro: bool = True) -> d
 def overlay(viewer: Any, layers: Sequence[Any], before: dict[int, bool] | None = None) -> None:
     """Back to one view: grid off, the layers stacked, the mask and seam map see-through.
 
-    ``layers`` are (noisy, denoised, star mask, seam diff), any of them None. The mask and
-    the seam map are blended additively at half opacity. Other layers get the visibility
+    ``layers`` are (noisy, denoised, residual, star mask, seam diff), any of them None. The
+    residual is hidden again; the mask and the seam map are blended additively at half
+    opacity. Other layers get the visibility
     they had before `side_by_side`.
     """
     slots = [None if x is None else unwrap(x) for x in layers]
@@ -101,8 +102,8 @@ def overlay(viewer: Any, layers: Sequence[Any], before: dict[int, bool] | None =
     for layer in viewer.layers:
         layer.visible = before.get(id(unwrap(layer)), bool(layer.visible))
     for layer in chosen:
-        layer.visible = True
-    for layer, blending in zip(slots[2:], OVERLAY_BLENDING, strict=False):
+        layer.visible = layer is not slots[2]
+    for layer, blending in zip(slots[3:], OVERLAY_BLENDING, strict=False):
         if layer is not None:
             layer.opacity = 0.5
             layer.blending = blending
@@ -122,6 +123,7 @@ class SideBySideWidget(Panel):
         super().__init__()
         self.noisy = self.add_layer_choice("Noisy")
         self.denoised = self.add_layer_choice("Denoised", optional=True)
+        self.residual = self.add_layer_choice("Residual", optional=True)
         self.mask = self.add_layer_choice("Star mask", optional=True)
         self.seams = self.add_layer_choice("Seam diff", optional=True)
         self.astro = self.add(CheckBox(label="Astro stretch", value=True))
@@ -134,21 +136,25 @@ class SideBySideWidget(Panel):
         self.fill_from_names()
 
     def layers(self) -> list[Any]:
-        """(noisy, denoised, star mask, seam diff); None where nothing is chosen."""
-        chosen = [self.noisy.value, self.denoised.value, self.mask.value, self.seams.value]
+        """(noisy, denoised, residual, star mask, seam diff); None where nothing is chosen."""
+        chosen = [self.noisy.value, self.denoised.value, self.residual.value]
+        chosen += [self.mask.value, self.seams.value]
         return [None if x is None else unwrap(x) for x in chosen]
 
     def fill_from_names(self, *_: Any, only_empty: bool = False) -> None:
-        """Pick ``<noisy> denoised``, ``<noisy> star mask`` and ``<noisy> seam diff``."""
+        """Pick ``<noisy> denoised``, ``residual``, ``star mask`` and ``seam diff``."""
         noisy = self.noisy.value
         if noisy is None:
             return
-        for widget, role in zip((self.denoised, self.mask, self.seams), ROLES, strict=True):
+        for widget, role in zip(self._roles(), ROLES, strict=True):
             if only_empty and widget.value is not None:
                 continue
             layer = find_layer(self._viewer, f"{noisy.name} {role}")
             if layer is not None and any(layer is unwrap(c) for c in widget.choices):
                 widget.value = layer
+
+    def _roles(self) -> tuple[Any, ...]:
+        return (self.denoised, self.residual, self.mask, self.seams)
 
     def reset_choices(self, *args: Any) -> None:
         """Refresh the layer lists (napari calls this on layer changes); fill empty roles."""

@@ -1,4 +1,4 @@
-"""The Star mask widget: threshold, dilation, feather; a live overlay computed in a thread."""
+"""The Star mask widget: threshold, dilation, feather; an overlay made when asked, in a thread."""
 
 from __future__ import annotations
 
@@ -86,8 +86,9 @@ def mask_provenance(request: _Request, count: int) -> dict:
 
 
 class StarMaskWidget(Panel):
-    """Soft star mask of an image layer, previewed live as ``<name> star mask``.
+    """Soft star mask of an image layer, shown as ``<name> star mask`` when asked.
 
+    Nothing is drawn until the user presses "Make mask layer" or turns "Live preview" on.
     The mask is computed in a worker thread, a moment after the last parameter change, so
     the viewer stays responsive on large images; the newest settings always win. The mask
     layer is what the Denoise widget's "Star mask" choice takes.
@@ -97,15 +98,48 @@ class StarMaskWidget(Panel):
         self._viewer = viewer
         super().__init__()
         self.image = self.add_layer_choice("Image")
+        self.image.tooltip = "The image whose stars the mask covers"
         self.threshold = self.add(
-            FloatSlider(label="Threshold (σ)", min=1.0, max=30.0, step=0.5, value=5.0)
+            FloatSlider(
+                label="Threshold (σ)",
+                min=1.0,
+                max=30.0,
+                step=0.5,
+                value=5.0,
+                tooltip="How bright a star must be to be masked, in noise sigmas: lower "
+                "masks fainter stars",
+            )
         )
-        self.dilation = self.add(SpinBox(label="Dilation (px)", min=0, max=20, value=2))
+        self.dilation = self.add(
+            SpinBox(
+                label="Dilation (px)",
+                min=0,
+                max=20,
+                value=2,
+                tooltip="Grow each star's mask by this many pixels, to cover its halo",
+            )
+        )
         self.feather = self.add(
-            FloatSlider(label="Feather (px)", min=0.0, max=10.0, step=0.25, value=1.5)
+            FloatSlider(
+                label="Feather (px)",
+                min=0.0,
+                max=10.0,
+                step=0.25,
+                value=1.5,
+                tooltip="Soften the mask's edge over this many pixels, so no ring shows",
+            )
         )
-        self.preview = self.add(CheckBox(label="Live preview", value=True))
-        self.make_button = self.add(PushButton(text="Make mask layer"))
+        self.preview = self.add(
+            CheckBox(
+                label="Live preview",
+                value=False,
+                tooltip="Redraw the mask over the image after every change (off: only when "
+                "you press Make mask layer)",
+            )
+        )
+        self.make_button = self.add(
+            PushButton(text="Make mask layer", tooltip="Compute the mask and show it as a layer")
+        )
         self.count = self.add(Label(value=""))
         self._runner = LatestRunner(compute_mask, self._show)
         self._debounce = Debouncer(PREVIEW_DELAY_MS, self._live, parent=self.native)

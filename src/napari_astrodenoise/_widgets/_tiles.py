@@ -19,6 +19,7 @@ from napari_astrodenoise._widgets._common import (
     ROLE,
     Debouncer,
     Panel,
+    ProgressLine,
     Task,
     channel_axis,
     engine_planes,
@@ -131,10 +132,22 @@ def seam_layer_data(diff: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def seam_text(current: Any, naive: Any) -> str:
-    """The seam numbers, in units of the noise sigma."""
+    """The verdict in words, then the seam numbers in units of the noise sigma."""
+    from napari_astrodenoise.core.diagnostics import seam_verdict
+
     return (
-        f"seams {current.seam_sigma:.3f} σ ({current.blend}, {current.tile_size} px, "
+        f"Seams {seam_verdict(current.seam_sigma)} ({current.blend}, {current.tile_size} px, "
         f"overlap {current.overlap:.2f}); naive tiling {naive.seam_sigma:.3f} σ"
+    )
+
+
+def seam_estimate(hw: tuple[int, int], tiling: dict[str, Any]) -> str:
+    """What a measurement costs, said before it starts: network passes over how many tiles."""
+    tiles = _count(hw, tiling)
+    passes = 2 if tiling["blend"] == "none" else 4  # each tiling and its reference
+    return (
+        f"measuring: {passes} passes of the model over {tiles} tiles of "
+        f"{tiling['tile_size']} px (about {passes} times a denoising run)..."
     )
 
 
@@ -178,12 +191,23 @@ class TileOverlapWidget(Panel):
         self.image = self.add_layer_choice("Image")
         self.picker = self.add(ModelPicker())
         self.controls = {name: self.add(w) for name, w in option_controls(_GEOMETRY).items()}
-        self.grid_button = self.add(PushButton(text="Draw tile grid"))
+        self.grid_button = self.add(
+            PushButton(text="Draw tile grid", tooltip="Draw where the tiles and overlaps fall")
+        )
         self.tiles = self.add(Label(value=""))
-        self.measure_button = self.add(PushButton(text="Measure seams"))
+        self.measure_button = self.add(
+            PushButton(
+                text="Measure seams",
+                tooltip="Run the model several times to see how visible tile edges are (slow: "
+                "about four denoising runs; the bar shows the time left)",
+            )
+        )
         self.cancel_button = self.add(PushButton(text="Cancel", enabled=False))
+        self.progress = self.add(ProgressLine(""))
         self.seams = self.add(Label(value=""))
-        self.task = Task("Seam measurement", returned=self._measured, state=self._running)
+        self.task = Task(
+            "Seam measurement", returned=self._measured, state=self._running, line=self.progress
+        )
         self._redraw = Debouncer(100, self._refresh_grid, parent=self.native)
         for widget in (*self.controls.values(), self.image):
             widget.changed.connect(self._redraw)
@@ -254,7 +278,7 @@ class TileOverlapWidget(Panel):
             metadata=dict(layer.metadata),
             **self._tiling(),
         )
-        self.seams.value = "measuring..."
+        self.seams.value = seam_estimate(image_hw(layer), self._tiling())
         self.task.start(
             lambda: seam_job(request, picker=self.picker, spec=spec),
             description=f"Measuring tile seams of {layer.name}",
@@ -263,7 +287,7 @@ class TileOverlapWidget(Panel):
     def _running(self, running: bool) -> None:
         self.measure_button.enabled = not running
         self.cancel_button.enabled = running
-        if not running and self.seams.value == "measuring...":
+        if not running and self.seams.value.startswith("measuring"):
             self.seams.value = ""
 
     def _measured(self, value: tuple) -> None:

@@ -25,10 +25,31 @@ from napari_astrodenoise.core.tiling import (
     plan_tiles,
 )
 
-__all__ = ["REFERENCES", "SeamReport", "iter_measure_seams", "measure_seams"]
+__all__ = ["REFERENCES", "SeamReport", "iter_measure_seams", "measure_seams", "seam_verdict"]
 
 REFERENCES = ("shifted", "whole")
 _MODEL_MULTIPLE = 16  # the model downsamples four times; whole-image input is padded to this
+#: (upper bound in noise sigmas, verdict): how a seam of that strength looks in a picture
+_VERDICTS = (
+    (0.05, "invisible: {s} sigma, far below the noise"),
+    (0.2, "hard to see: {s} sigma, well below the noise"),
+    (0.5, "may show under a hard stretch: {s} sigma, below the noise"),
+    (np.inf, "visible: {s} sigma, as strong as the noise; use more overlap or the Gaussian blend"),
+)
+
+
+def seam_verdict(seam_sigma: float) -> str:
+    """A seam strength in words, e.g. "invisible: 0.02 sigma, far below the noise".
+
+    Parameters
+    ----------
+    seam_sigma : float
+        ``SeamReport.seam_sigma``: the seam RMS in units of the noise sigma.
+    """
+    for bound, text in _VERDICTS:
+        if seam_sigma < bound:
+            return text.format(s=f"{seam_sigma:.2g}")
+    return _VERDICTS[-1][1].format(s=f"{seam_sigma:.2g}")  # NaN
 
 
 @dataclass(frozen=True)

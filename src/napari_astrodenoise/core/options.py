@@ -61,6 +61,10 @@ class Option:
         Upper end and step of a widget's control (the API may take more).
     see : str
         The function that documents the option in full.
+    tip : str
+        The widget's tooltip, in an astrophotographer's words; the help line when empty.
+    brief : str
+        A few words for a one-line list (the CLI's ``--help``); the help line when empty.
     """
 
     name: str
@@ -81,6 +85,8 @@ class Option:
     widget_max: float | None = None
     step: float | None = None
     see: str = ""
+    tip: str = ""
+    brief: str = ""
 
     @property
     def flag(self) -> str:
@@ -113,9 +119,32 @@ class Option:
             return False
         return self.multiple is None or value % self.multiple == 0
 
+    @property
+    def tooltip(self) -> str:
+        """What a widget shows on hover: the tip (or the help line) and the default."""
+        return (
+            f"{self.tip or self.help[0].upper() + self.help[1:]}. Default: {_show(self.default)}."
+        )
+
+    def nearest(self, value: Any) -> Any:
+        """The valid value closest to a number: within the bounds, on the multiple."""
+        if self.choices or self.kind is str:
+            return value
+        if self.multiple is not None:
+            value = self.multiple * round(value / self.multiple)
+        if self.minimum is not None:
+            value = max(value, self.minimum)
+        if self.maximum is not None:
+            value = min(value, self.maximum)
+        return self.kind(value)
+
     def describe(self) -> str:
-        """The help line with the default, as the CLI and docstrings show it."""
+        """The help line with the default, as docstrings show it."""
         return f"{self.help} (default {_show(self.default)})"
+
+    def summary(self) -> str:
+        """The brief line with the default, as the CLI's ``--help`` lists it."""
+        return f"{self.brief or self.help} (default {_show(self.default)})"
 
 
 def _same_kind(value: Any, kind: type) -> bool:
@@ -145,6 +174,12 @@ OUTPUT = (
         card="ADSTRNTH",
         comment="denoise strength, 0..1",
         history="strength",
+        tip=(
+            "How much noise to remove: 1 removes all the model finds, 0.5 half of it, 0 "
+            "leaves the image as it was. Changing it re-blends the last result at once, "
+            "without running again"
+        ),
+        brief="how much noise to remove, 0..1",
     ),
     Option(
         "star_protection",
@@ -155,6 +190,12 @@ OUTPUT = (
         card="ADSTARPR",
         comment="star protection, 0..1",
         history="star protection",
+        tip=(
+            "Keep star cores as they were in your image: 0 denoises stars like the rest, 1 "
+            "leaves them untouched. Uses the Star mask layer (Advanced) or finds the stars "
+            "itself"
+        ),
+        brief="keep star cores as they were, 0..1",
     ),
 )
 
@@ -174,6 +215,11 @@ TILING = (
         history="tiles",
         widget_max=2048,
         step=16,
+        tip=(
+            "The image is denoised in square pieces of this size (a multiple of 16). Larger "
+            "is a little faster and needs more memory; the result hardly changes"
+        ),
+        brief="tile edge, a multiple of 16, >= 32",
     ),
     Option(
         "overlap",
@@ -187,6 +233,11 @@ TILING = (
         comment="tile overlap fraction",
         history="overlap",
         step=0.05,
+        tip=(
+            "How much neighbouring pieces overlap; they are blended smoothly so no seams "
+            "show. More overlap is slower"
+        ),
+        brief="tile overlap, 0..0.75 of a tile",
     ),
     Option(
         "blend",
@@ -199,6 +250,11 @@ TILING = (
         card="ADBLEND",
         comment="tile blending",
         history="blend",
+        tip=(
+            "How overlapping pieces are joined: 'gaussian' (smooth, no seams) or 'none' (only"
+            " to see what seams would look like)"
+        ),
+        brief="how tiles are joined",
     ),
     Option(
         "sigma_scale",
@@ -212,6 +268,8 @@ TILING = (
         history="blend sigma",
         widget_max=1.0,
         step=0.025,
+        tip=("Width of the smooth blend between pieces, as a fraction of the piece"),
+        brief="blend width, fraction of a tile",
     ),
 )
 
@@ -228,6 +286,11 @@ NETWORK = (
         card="ADENSMBL",
         comment="flips/transposes averaged per tile",
         history="self-ensemble",
+        tip=(
+            "Run the model on flipped copies of each piece and average them: a little "
+            "cleaner, and 2, 4 or 8 times slower"
+        ),
+        brief="average flipped tiles, slower",
     ),
     Option(
         "precision",
@@ -242,6 +305,7 @@ NETWORK = (
         comment="network number format used",
         history="precision",
         see="napari_astrodenoise.core.predictor.resolve_precision",
+        brief="number format: auto, fp32, bf16",
     ),
 )
 
@@ -260,6 +324,11 @@ SAFEGUARDS = (
         widget_max=256.0,
         step=1.0,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
+        tip=(
+            "Keep the brightness and colour of anything larger than this many pixels "
+            "(nebulae, galaxies, the sky gradient) exactly as in your image. 0 turns it off"
+        ),
+        brief="keep flux beyond this sigma; 0 off",
     ),
     Option(
         "lock_threshold",
@@ -276,6 +345,11 @@ SAFEGUARDS = (
         widget_max=10.0,
         step=0.5,
         see="napari_astrodenoise.core.fluxlock.lock_flux",
+        tip=(
+            "On empty sky, let the model smooth blotches up to 4x the flux-lock size unless "
+            "the change looks like real signal (this many noise sigmas). 0 locks strictly"
+        ),
+        brief="flux lock threshold; 0 strict",
     ),
     Option(
         "change_limit",
@@ -291,6 +365,11 @@ SAFEGUARDS = (
         widget_max=100.0,
         step=0.5,
         see="napari_astrodenoise.core.safeguards.limit_change",
+        tip=(
+            "No pixel may change by more than this many times the noise: nothing bright can "
+            "be invented or erased. 0 turns it off"
+        ),
+        brief="most a pixel may change; 0 off",
     ),
     Option(
         "peak_cap",
@@ -308,6 +387,11 @@ SAFEGUARDS = (
         widget_max=16,
         step=1,
         see="napari_astrodenoise.core.safeguards.cap_peaks",
+        tip=(
+            "No pixel may come out brighter than the brightest pixel around it in your image "
+            "(within this many pixels). 0 turns it off"
+        ),
+        brief="no new peak within N px; 0 off",
     ),
     Option(
         "star_refit",
@@ -323,6 +407,11 @@ SAFEGUARDS = (
         widget_max=1.0,
         step=0.01,
         see="napari_astrodenoise.core.starrefit.refit_stars",
+        tip=(
+            "Give star cores back the brightness your image supports, so stars keep their "
+            "photometry. 0 turns it off"
+        ),
+        brief="star flux prior width; 0 off",
     ),
 )
 
