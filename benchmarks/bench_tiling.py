@@ -3,10 +3,16 @@
 Each case runs in a fresh subprocess so that its peak resident memory is its own. Cases:
 
 - 4096 x 4096 mono and 3 x 2048 x 2048 colour, network space, the same torch model:
-  ours with ``blend="gaussian"`` at overlap 0.25, ours with ``blend="none"``, and MONAI's
-  ``sliding_window_inference`` (mode "gaussian", sigma_scale 0.125, same tile and overlap);
-- end to end: ``denoise()`` on a 6000 x 4000 colour frame at default settings (the goal is
-  under 60 s on a 2-core laptop-class CPU).
+  ours with ``blend="gaussian"`` at overlap 0.25 in fp32 and with the network in bf16
+  (``precision="bf16"``: the levels below full resolution), ours with ``blend="none"``, and
+  MONAI's ``sliding_window_inference`` (mode "gaussian", sigma_scale 0.125, same tile and
+  overlap, fp32);
+- end to end: ``denoise()`` on a 6000 x 4000 colour frame at default settings, with
+  ``precision="fp32"`` and ``"bf16"``, back to back.
+
+The table also gives the shipped network's arithmetic (FLOP per pixel of one tile pass,
+counted by ``torch.utils.flop_counter``) and this machine's measured matmul peak in fp32 and
+bf16, so that each row shows how far it is from the time its arithmetic alone would take.
 
 It prints a markdown table and writes it to ``benchmarks/results/tiling_<host>.md``. Usage::
 
@@ -50,11 +56,12 @@ def _network(device: str):
         return module, "random default-size ResUNet (no model shipped)"
 
 
-def _predictors(module, channels: int, device: str):
+def _predictors(module, channels: int, device: str, precision: str = "fp32"):
     """A torch predictor (for MONAI) and a numpy one (for ours) around the same network."""
     import torch
 
     model_channels = module.config.in_channels
+    inner = torch.bfloat16 if precision == "bf16" else None
 
     def torch_predict(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device)
@@ -63,7 +70,8 @@ def _predictors(module, channels: int, device: str):
         if module.config.noise_channel:  # a flat noise map: the same work as a measured one
             x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
         with torch.inference_mode():
-            out = module(x.contiguous(memory_format=torch.channels_last))[:, :model_channels]
+            x = x.contiguous(memory_format=torch.channels_last)
+            out = module(x, inner_dtype=inner)[:, :model_channels]
         return out.mean(dim=1, keepdim=True) if channels != model_channels else out
 
     def numpy_predict(tiles: np.ndarray) -> np.ndarray:
@@ -89,13 +97,15 @@ def run_case(case: dict) -> dict:
         _, label = _network(device)
         model = "default" if label.endswith("(shipped)") else _random_model_file(device)
         t0 = time.perf_counter()
-        out = denoise(image, model=model, channel_axis=0, device=device)
+        out = denoise(
+            image, model=model, channel_axis=0, device=device, precision=case["precision"]
+        )
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "model": label, "finite": bool(np.isfinite(out).all())}
 
     module, label = _network(device)
     image = rng.normal(0, 0.35, size=shape).astype(np.float32)  # network-space sky noise
-    torch_predict, numpy_predict = _predictors(module, shape[0], device)
+    torch_predict, numpy_predict = _predictors(module, shape[0], device, case["precision"])
     numpy_predict(image[None, :, :64, :64])  # warm-up
     t0 = time.perf_counter()
     if case["engine"] == "monai":
@@ -149,6 +159,99 @@ def _subprocess(case: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def network_flop_per_pixel(device: str, tile: int = 256) -> float:
+    """FLOP of one network pass per pixel of a ``tile`` x ``tile`` tile (a multiply-add is 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module, _ = _network(device)
+    channels = module.config.in_channels + int(module.config.noise_channel)
+    x = torch.zeros(1, channels, tile, tile, device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(x)
+    return counter.get_total_flops() / tile**2
+
+
+def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float:
+    """This machine's measured matmul rate in FLOP/s for ``float32`` or ``bfloat16``."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up
+    runs, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        runs += 1
+    return 2.0 * n**3 * runs / (time.perf_counter() - t0)
+
+
+def tile_passes(shape: list[int], blend: str = "gaussian") -> int:
+    """Network passes of our tiler over a (C, H, W) frame (all channels go in one pass)."""
+    from napari_astrodenoise.core.tiling import plan_tiles
+
+    return plan_tiles(tuple(shape[1:]), tile_size=256, overlap=0.25, blend=blend).n_tiles
+
+
+_TILERS = (
+    ("ours", "gaussian", "fp32"),
+    ("ours", "gaussian", "bf16"),
+    ("ours", "none", "fp32"),
+    ("monai", "gaussian", "fp32"),
+)
+
+
+def _tiler_rows(images: dict, args, tmp: Path) -> tuple[list[dict], list[str]]:
+    """Every tiler on every image, each in its own process; rows and agreement notes."""
+    rows, notes = [], []
+    for label, shape in images.items():
+        outs = {}
+        for engine, blend, precision in _TILERS:
+            save = str(tmp / f"{engine}-{blend}-{precision}-{shape[0]}.npy")
+            case = {
+                "engine": engine,
+                "blend": blend,
+                "precision": precision,
+                "shape": shape,
+                "tile": 256,
+                "overlap": 0.25,
+                "batch": 4,
+                "device": args.device,
+                "save": save,
+            }
+            res = _subprocess(case)
+            outs[(engine, blend, precision)] = (res, np.load(save))
+            print(f"{label:<20} {engine:<6} {blend:<9} {precision} {res['seconds']:7.2f} s")
+        monai_t = outs[("monai", "gaussian", "fp32")][0]["seconds"]
+        ours = outs[("ours", "gaussian", "fp32")][1]
+        h, w = shape[1:]
+        for (engine, blend, precision), (res, _out) in outs.items():
+            rows.append(
+                {
+                    "image": label,
+                    "tiler": f"{engine} {blend} {precision}",
+                    "seconds": res["seconds"],
+                    "mpix_s": h * w / 1e6 / res["seconds"],
+                    "peak_rss_mb": res["peak_rss_mb"],
+                    "vs_monai": res["seconds"] / monai_t,
+                    "model": res["model"],
+                    "passes": tile_passes(shape, blend),
+                    "precision": precision,
+                }
+            )
+        diff = np.abs(ours - outs[("monai", "gaussian", "fp32")][1])
+        bf16 = np.abs(ours - outs[("ours", "gaussian", "bf16")][1])
+        inner = diff[:, 256 : h - 256, 256 : w - 256]
+        notes.append(
+            f"- {label}: |ours - MONAI| (fp32) max {diff.max():.4f}, interior max "
+            f"{inner.max() if inner.size else float('nan'):.4f}, mean {diff.mean():.5f}; "
+            f"|bf16 - fp32| max {bf16.max():.4f}, rms {np.sqrt(np.mean(bf16**2)):.5f} "
+            "(network space, sky noise sigma 0.35)"
+        )
+    return rows, notes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images (smoke run)")
@@ -168,92 +271,62 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     scale = 4 if args.quick else 1
+    mono, colour = 4096 // scale, 2048 // scale
     images = {
-        "4096x4096 mono": [1, 4096 // scale, 4096 // scale],
-        "3x2048x2048 colour": [3, 2048 // scale, 2048 // scale],
+        f"{mono}x{mono} mono": [1, mono, mono],
+        f"3x{colour}x{colour} colour": [3, colour, colour],
     }
-    rows = []
-    for label, shape in images.items():
-        outs = {}
-        for engine, blend in (("ours", "gaussian"), ("ours", "none"), ("monai", "gaussian")):
-            save = str(tmp / f"{engine}-{blend}-{shape[0]}.npy")
-            case = {
-                "engine": engine,
-                "blend": blend,
-                "shape": shape,
-                "tile": 256,
-                "overlap": 0.25,
-                "batch": 4,
-                "device": args.device,
-                "save": save,
-            }
-            res = _subprocess(case)
-            outs[(engine, blend)] = (res, np.load(save))
-            print(f"{label:<20} {engine:<6} {blend:<9} {res['seconds']:7.2f} s", flush=True)
-        ours_t = outs[("ours", "gaussian")][0]["seconds"]
-        monai_t = outs[("monai", "gaussian")][0]["seconds"]
-        diff = np.abs(outs[("ours", "gaussian")][1] - outs[("monai", "gaussian")][1])
-        h, w = shape[1:]
-        inner = diff[:, 256 : h - 256, 256 : w - 256]
-        for (engine, blend), (res, _out) in outs.items():
-            mpix = h * w / 1e6
-            rows.append(
-                {
-                    "image": label,
-                    "tiler": f"{engine} {blend}",
-                    "seconds": res["seconds"],
-                    "mpix_s": mpix / res["seconds"],
-                    "peak_rss_mb": res["peak_rss_mb"],
-                    "vs_monai": res["seconds"] / monai_t if engine == "ours" else 1.0,
-                    "model": res["model"],
-                }
-            )
-        rows.append(
-            {
-                "image": label,
-                "agreement": (
-                    f"ours/MONAI time {ours_t / monai_t:.2f}; "
-                    f"|ours - MONAI| max {diff.max():.4f}, "
-                    f"interior max {inner.max() if inner.size else float('nan'):.4f}, "
-                    f"mean {diff.mean():.5f} (network space, sky noise sigma 0.35)"
-                ),
-            }
-        )
+    flop_px = network_flop_per_pixel(args.device)
+    peak = {p: matmul_peak(d) for p, d in (("fp32", "float32"), ("bf16", "bfloat16"))}
+    rows, notes = _tiler_rows(images, args, tmp)
     e2e_shape = [3, 4000 // scale, 6000 // scale]
-    e2e = _subprocess({"engine": "denoise", "shape": e2e_shape, "device": args.device})
-    print(
-        f"end to end denoise 3x{e2e_shape[1]}x{e2e_shape[2]}: {e2e['seconds']:.1f} s", flush=True
-    )
+    e2e = {}
+    for precision in ("fp32", "bf16"):
+        case = {"engine": "denoise", "shape": e2e_shape, "device": args.device}
+        e2e[precision] = _subprocess({**case, "precision": precision})
+        print(f"end to end {precision} 3x{e2e_shape[1]}x{e2e_shape[2]}: ", end="")
+        print(f"{e2e[precision]['seconds']:.1f} s", flush=True)
 
     lines = [
         f"# Tiled inference benchmark ({'quick' if args.quick else 'full'})",
         "",
         f"- host: {platform.node()}, {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}",
-        f"- model: {rows[0]['model']}",
+        f"- model: {rows[0]['model']}: {flop_px / 1e3:.1f} kFLOP per pixel per tile pass",
+        f"- measured matmul peak (2048^2): fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 "
+        f"{peak['bf16'] / 1e9:.0f} GFLOP/s",
         "- tile 256, overlap 0.25, batch 4; MONAI: sliding_window_inference mode gaussian, "
         "sigma_scale 0.125, padding reflect",
         "- command: `.venv/bin/python benchmarks/bench_tiling.py"
         + (" --quick`" if args.quick else "`"),
+        "- limit: the time the network's FLOP alone would take at the fp32 matmul peak "
+        "(the bf16 rows' arithmetic is three quarters bf16; see `ResUNet.forward`)",
         "",
-        "| image | tiler | seconds | MPix/s | peak RSS (MB) | time / MONAI |",
-        "|---|---|---:|---:|---:|---:|",
+        "| image | tiler | seconds | MPix/s | peak RSS (MB) | time / MONAI | time / limit |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    notes = []
     for row in rows:
-        if "agreement" in row:
-            notes.append(f"- {row['image']}: {row['agreement']}")
-            continue
+        limit = row["passes"] * 256**2 * flop_px / peak["fp32"]
         lines.append(
             f"| {row['image']} | {row['tiler']} | {row['seconds']:.2f} | {row['mpix_s']:.2f} "
-            f"| {row['peak_rss_mb']:.0f} | {row['vs_monai']:.2f} |"
+            f"| {row['peak_rss_mb']:.0f} | {row['vs_monai']:.2f} | {row['seconds'] / limit:.1f} |"
         )
     lines += ["", *notes, ""]
-    lines.append(
+    e2e_passes = tile_passes(e2e_shape)
+    e2e_limit = e2e_passes * 256**2 * flop_px / peak["fp32"]
+    lines += [
         f"End to end: `denoise()` on a 3 x {e2e_shape[1]} x {e2e_shape[2]} colour frame at "
-        f"default settings took **{e2e['seconds']:.1f} s** (peak RSS {e2e['peak_rss_mb']:.0f} "
-        f"MB; model: {e2e['model']})."
-    )
+        f"default settings ({e2e_passes} tile passes, {e2e_passes * 256**2 * flop_px / 1e12:.2f} "
+        f"TFLOP, {e2e_limit:.1f} s at the fp32 matmul peak; model: {e2e['fp32']['model']}):",
+        "",
+        "| precision | seconds | peak RSS (MB) | time / fp32 | time / limit |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for precision, res in e2e.items():
+        lines.append(
+            f"| {precision} | {res['seconds']:.1f} | {res['peak_rss_mb']:.0f} "
+            f"| {res['seconds'] / e2e['fp32']['seconds']:.2f} | {res['seconds'] / e2e_limit:.1f} |"
+        )
     text = "\n".join(lines) + "\n"
     print()
     print(text)
