@@ -138,13 +138,27 @@ def read_image_layers(path: PathOrPaths) -> list[LayerData]:
         For the first file that cannot be read, naming it and the reason.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    images = [read_image(item) for item in paths]
+    images = [read_image(item, lazy=_is_large(item)) for item in paths]
     if len(paths) > 1:
         reason = _why_not_stackable(images)
         if reason is None:
             return [stack_layer_data([found[0] for found in images])]
         warnings.warn(f"not stacked: {reason}; each file is opened as it is", stacklevel=2)
     return [fits_layer_data(image) for found in images for image in found]
+
+
+#: files at least this large open lazily: dask arrays read block by block as napari shows them
+LAZY_READ_BYTES = 512 << 20
+#: a lazy 2-D layer with a side above this gets a multiscale pyramid (strided views), so a
+#: zoomed-out view reads every k-th row only
+PYRAMID_SIDE = 4096
+
+
+def _is_large(path: str | os.PathLike) -> bool:
+    try:
+        return os.stat(path).st_size >= LAZY_READ_BYTES
+    except OSError:
+        return False  # the reader says why it cannot read the file
 
 
 #: the name the reader had when it read FITS alone
@@ -220,7 +234,19 @@ def fits_layer_data(image: FitsImage) -> LayerData:
     limits = default_contrast_limits(image.data)
     if limits is not None:
         kwargs["contrast_limits"] = limits
+    if not isinstance(data, np.ndarray) and max(data.shape[-2:]) > PYRAMID_SIDE and not rgb:
+        kwargs["multiscale"] = True
+        return _pyramid(data), kwargs, "image"
     return data, kwargs, "image"
+
+
+def _pyramid(data: Any) -> list[Any]:
+    """Strided views of a lazy (..., H, W) array, halved until a side fits `PYRAMID_SIDE`."""
+    levels = [data]
+    while max(levels[-1].shape[-2:]) > PYRAMID_SIDE:
+        step = 2 ** len(levels)
+        levels.append(data[..., ::step, ::step])
+    return levels
 
 
 def display_transform(shape: Sequence[int], *, rgb: bool) -> dict[str, tuple[float, ...]]:

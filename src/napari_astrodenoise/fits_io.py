@@ -126,9 +126,10 @@ class FitsImage:
 
     Attributes
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or dask.array.Array
         float32, native byte order, physical (scaled) values, NaN and inf kept; numpy
         axis order as in the file: (H, W), (3, H, W) or (N, H, W). FITS row 1 is row 0.
+        A dask array of whole row blocks when read with ``lazy=True``.
     header : astropy.io.fits.Header
         A copy of that HDU's full header, as in the file.
     wcs : astropy.wcs.WCS or None
@@ -212,7 +213,7 @@ def fits_stem(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_fits(path: str | os.PathLike) -> list[FitsImage]:
+def read_fits(path: str | os.PathLike, *, lazy: bool = False) -> list[FitsImage]:
     """Read every 2-D or 3-D image HDU with data from a FITS file.
 
     Parameters
@@ -220,6 +221,11 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
     path : str or os.PathLike
         A ``.fits``/``.fit``/``.fts`` file, gzip-compressed (``.gz``) or holding
         tile-compressed image HDUs (``.fz``).
+    lazy : bool, optional
+        Give each uncompressed image HDU's data as a dask array of whole row blocks, each
+        memory-mapped and scaled when it is computed (:mod:`.fits_lazy`), bit for bit the
+        eager values; nothing but the headers is read now. Compressed data (``.gz``,
+        ``.fz``) cannot be mapped and is read eagerly as numpy.
 
     Returns
     -------
@@ -244,7 +250,7 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
             with fits.open(
                 path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=False
             ) as hdul:
-                images = _read_hdulist(path, hdul, compressed=compression is not None)
+                images = _read_hdulist(path, hdul, compressed=compression is not None, lazy=lazy)
     except FitsReadError as err:
         raise FitsReadError(path, _with_warnings(err.reason, heard)) from err.__cause__
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
@@ -383,7 +389,9 @@ def _describe(exc: BaseException) -> str:
     return f"astropy could not read it ({type(exc).__name__}: {text})"
 
 
-def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[FitsImage]:
+def _read_hdulist(
+    path: Path, hdul: fits.HDUList, *, compressed: bool, lazy: bool = False
+) -> list[FitsImage]:
     size = path.stat().st_size
     candidates: list[tuple[int, _ImageHDU]] = []
     skipped: list[str] = []
@@ -399,9 +407,12 @@ def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[F
     several = len(candidates) > 1
     images = []
     for index, hdu in candidates:
-        if not compressed and not isinstance(hdu, fits.CompImageHDU):
+        mappable = not compressed and not isinstance(hdu, fits.CompImageHDU)
+        if mappable:
             _check_not_truncated(path, index, hdu, size)
-        images.append(_read_image_hdu(path, hdul, index, hdu, several=several))
+        images.append(
+            _read_image_hdu(path, hdul, index, hdu, several=several, lazy=lazy and mappable)
+        )
     return images
 
 
@@ -443,18 +454,21 @@ def _check_not_truncated(path: Path, index: int, hdu: _ImageHDU, size: int) -> N
 
 
 def _read_image_hdu(
-    path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool
+    path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool, lazy: bool
 ) -> FitsImage:
     header = hdu.header.copy()
-    raw = hdu.data
-    raw = raw.reshape(_squeeze_leading(raw.shape))
-    data = _to_float32(
-        raw,
-        bscale=float(header.get("BSCALE", 1.0)),
-        bzero=float(header.get("BZERO", 0.0)),
-        blank=header.get("BLANK") if raw.dtype.kind in "iu" else None,
-    )
-    del raw  # drop the memory map before the file closes
+    if lazy:
+        data = _lazy_data(path, hdu, header)
+    else:
+        raw = hdu.data
+        raw = raw.reshape(_squeeze_leading(raw.shape))
+        data = _to_float32(
+            raw,
+            bscale=float(header.get("BSCALE", 1.0)),
+            bzero=float(header.get("BZERO", 0.0)),
+            blank=header.get("BLANK") if raw.dtype.kind in "iu" else None,
+        )
+        del raw  # drop the memory map before the file closes
     extname = _extname(header)
     kind = "mono" if data.ndim == 2 else ("rgb" if data.shape[0] == 3 else "stack")
     bayer = _bayer_pattern(header) if kind == "mono" else None
@@ -469,6 +483,23 @@ def _read_image_hdu(
         bayer_pattern=bayer,
         kind=kind,
     )
+
+
+def _lazy_data(path: Path, hdu: _ImageHDU, header: fits.Header) -> Any:
+    """The HDU's data as a dask array read block by block from the file (no data read now)."""
+    from napari_astrodenoise.fits_lazy import FitsRows, lazy_image
+
+    bitpix = int(header["BITPIX"])
+    rows = FitsRows(
+        path,
+        hdu.fileinfo()["datLoc"],
+        _squeeze_leading(tuple(int(n) for n in hdu.shape)),
+        bitpix,
+        bscale=float(header.get("BSCALE", 1.0)),
+        bzero=float(header.get("BZERO", 0.0)),
+        blank=header.get("BLANK") if bitpix > 0 else None,
+    )
+    return lazy_image(rows)
 
 
 def _to_float32(raw: np.ndarray, *, bscale: float, bzero: float, blank: object) -> np.ndarray:
@@ -593,7 +624,7 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
 
     Parameters
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or dask.array.Array
         Any shape; NaN and inf are ignored.
 
     Returns
@@ -603,7 +634,7 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
         finite values are found.
     """
     step = max(1, math.ceil(math.sqrt(data.size / _CONTRAST_SAMPLE)))
-    sample = data[..., ::step, ::step]
+    sample = np.asarray(data[..., ::step, ::step])  # a lazy array reads these rows only
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return None

@@ -1,0 +1,131 @@
+"""Lazy FITS images: dask arrays of whole row blocks, each block memory-mapped when it is read.
+
+A 20000 x 20000 float32 mosaic (1.6 GB) opens at once: nothing but the header is read until
+a block is asked for. Each block maps only its own bytes of the file, converts them to
+physical float32 exactly as :func:`~napari_astrodenoise.fits_io.read_fits` does (``BZERO +
+BSCALE * raw`` in float64, rounded once; integer ``BLANK`` pixels to NaN) and unmaps them,
+so a process that walks the whole frame holds one block at a time, not the file. A strided
+read (a zoomed-out view, a statistics sample) maps the rows it needs and no others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: bytes of raw pixels per lazy block (whole rows): 64 MiB
+LAZY_BLOCK_BYTES = 64 << 20
+
+#: FITS BITPIX -> big-endian numpy dtype of the raw pixels
+_BITPIX_DTYPE = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+class FitsRows:
+    """The pixels of one uncompressed FITS image HDU, readable by numpy-style indexing.
+
+    ``rows[key]`` maps the rows ``key`` needs from the file, converts them to physical
+    float32 and unmaps them. It is the source of :func:`lazy_image` (dask calls it once per
+    block, with the block's slices) and pickles as a path and a layout, so dask workers in
+    other processes read the file themselves.
+
+    Parameters
+    ----------
+    path : path-like
+        The FITS file.
+    offset : int
+        Byte offset of the HDU's data in the file.
+    shape : tuple of int
+        numpy shape of the image as read (leading axes of length 1 dropped).
+    bitpix : int
+        FITS ``BITPIX``.
+    bscale, bzero : float
+        FITS scaling; integer pixels become ``bzero + bscale * raw``.
+    blank : int or None
+        FITS ``BLANK`` of an integer image: those raw values become NaN.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        offset: int,
+        shape: tuple[int, ...],
+        bitpix: int,
+        bscale: float = 1.0,
+        bzero: float = 0.0,
+        blank: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.raw_dtype = np.dtype(_BITPIX_DTYPE[int(bitpix)])
+        self.bscale, self.bzero = float(bscale), float(bzero)
+        self.blank = None if blank is None or self.raw_dtype.kind == "f" else int(blank)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from napari_astrodenoise.fits_io import _to_float32
+
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) != self.ndim or not all(isinstance(k, slice) for k in key):
+            msg = f"FitsRows takes one slice per axis ({self.ndim}), got {key!r}"
+            raise IndexError(msg)
+        ranges = [range(*k.indices(n)) for k, n in zip(key, self.shape, strict=True)]
+        shape = tuple(len(r) for r in ranges)
+        if 0 in shape:
+            return np.empty(shape, dtype=np.float32)
+        # the rows asked for, planes flattened into rows, then the span that holds them all
+        planes = np.asarray(ranges[0] if self.ndim == 3 else range(1))
+        flat = (planes[:, None] * self.shape[-2] + np.asarray(ranges[-2])[None, :]).ravel()
+        first, last = int(flat.min()), int(flat.max())
+        width = self.shape[-1]
+        raw = np.memmap(
+            self.path,
+            dtype=self.raw_dtype,
+            mode="r",
+            offset=self.offset + first * width * self.raw_dtype.itemsize,
+            shape=(last - first + 1, width),
+        )
+        try:
+            picked = raw[flat - first][:, key[-1]].reshape(shape)  # a copy: the map can go
+        finally:
+            del raw
+        return _to_float32(picked, bscale=self.bscale, bzero=self.bzero, blank=self.blank)
+
+
+def _sliced_shape(shape: tuple[int, ...], key: tuple[slice, ...]) -> tuple[int, ...]:
+    return tuple(len(range(*k.indices(n))) for k, n in zip(key, shape, strict=True))
+
+
+def block_rows(shape: tuple[int, ...], itemsize: int, block_bytes: int | None = None) -> int:
+    """Rows per lazy block: about ``block_bytes`` (`LAZY_BLOCK_BYTES`) of raw pixels, >= 1."""
+    block_bytes = LAZY_BLOCK_BYTES if block_bytes is None else block_bytes
+    per_row = itemsize * shape[-1] * (math.prod(shape[:-2]) if len(shape) > 2 else 1)
+    return int(max(1, min(shape[-2], block_bytes // max(1, per_row))))
+
+
+def lazy_image(rows: FitsRows, block_bytes: int | None = None) -> Any:
+    """A dask array over ``rows``: chunks of whole row blocks (every plane in one chunk).
+
+    Returns
+    -------
+    dask.array.Array
+        float32, ``rows.shape``; computing a chunk reads only that chunk's rows.
+    """
+    import dask.array as da
+
+    step = block_rows(rows.shape, rows.raw_dtype.itemsize, block_bytes)
+    chunks = (*rows.shape[:-2], step, rows.shape[-1])
+    name = f"fits-{rows.path.name}-{os.stat(rows.path).st_mtime_ns}-{rows.offset}"
+    return da.from_array(
+        rows,
+        chunks=chunks,
+        name=name,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0,) * rows.ndim, np.float32),
+    )
