@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_options(p, DENOISE)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=None, help="tiles per network call")
+    p.add_argument(
+        "--memory",
+        type=_parse_bytes,
+        default=None,
+        metavar="SIZE",
+        help="memory a frame's run may use, e.g. 2GB or 512MiB (default: half the machine's); "
+        "a larger frame is denoised a row block at a time and streamed to a FITS output",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("starmask", help="write the soft star mask of images as FITS")
@@ -167,6 +175,38 @@ def _parse(o: Option) -> Any:
     return parse
 
 
+def _parse_bytes(text: str) -> int:
+    """argparse type of ``--memory``: ``2GB``, ``512MiB``, ``1.5e9`` (dask's own parser)."""
+    from dask.utils import parse_bytes
+
+    try:
+        value = parse_bytes(text)
+    except (ValueError, TypeError):
+        value = -1
+    if value <= 0:
+        msg = f"not a memory size: {text!r} (say 2GB, 512MiB or a number of bytes)"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
+def _machine_memory() -> int:
+    """The default ``--memory``: half of the machine's physical memory."""
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+
+
+#: float32 copies of a frame that an in-memory run holds at its peak
+IN_MEMORY_COPIES = 10
+
+
+def _too_big(image: Any, memory: int) -> bool:
+    """Whether an in-memory run of ``image`` would pass ``memory`` bytes."""
+    from napari_astrodenoise.core.outofcore import BASE_BYTES
+
+    return BASE_BYTES + IN_MEMORY_COPIES * 4 * image.data.size > memory
+
+
 def _labels(args: argparse.Namespace) -> list[str]:
     """The inputs' labels; every input file is checked to be there and readable, not read."""
     if getattr(args, "sample", None):
@@ -192,7 +232,7 @@ def _source(args: argparse.Namespace, label: str) -> Any:
         return sample_image(args.sample)
     path = Path(label)
     try:
-        images = read_image(path)
+        images = read_image(path, lazy=True)  # uncompressed FITS: headers now, data later
     except ImageReadError as err:
         raise CliError(str(err)) from None
     if args.hdu is None:
@@ -308,6 +348,7 @@ def _check_format(image: Any, chosen: str) -> None:
 
 
 def _cmd_denoise(args: argparse.Namespace) -> None:
+    import numpy as np
     from tqdm import tqdm
 
     from napari_astrodenoise.core.pipeline import iter_denoise
@@ -317,11 +358,15 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
     _check_sources(args, labels, formats)
     outs = _output_paths(args, labels, "denoised", formats)
     loaded = _load(args)  # once for all inputs, after the outputs were found writable
+    memory = _machine_memory() if args.memory is None else args.memory
     for label, out, chosen in zip(labels, outs, formats, strict=True):
         image = _source(args, label)
         _check_format(image, chosen)
+        if _too_big(image, memory):
+            _denoise_streaming(args, label, out, chosen, image, loaded, memory)
+            continue
         gen = iter_denoise(
-            image.data,
+            np.asarray(image.data),  # a lazy FITS image is read here
             model=loaded,
             device=args.device,
             channel_axis=_channel_axis(image),
@@ -348,6 +393,83 @@ def _cmd_denoise(args: argparse.Namespace) -> None:
         )
         del output, image
         print(f"{label} -> {out}")
+
+
+def _denoise_streaming(
+    args: argparse.Namespace,
+    label: str,
+    out: Path,
+    chosen: str,
+    image: Any,
+    loaded: Any,
+    memory: int,
+) -> None:
+    """Denoise a frame larger than ``memory`` a row block at a time, into a FITS file."""
+    from tqdm import tqdm
+
+    from napari_astrodenoise.core.outofcore import OutOfCoreRun, is_dask_array
+    from napari_astrodenoise.core.provenance import provenance
+    from napari_astrodenoise.fits_write import write_fits_blocks
+
+    size = f"{image.data.nbytes / 2**30:.1f} GiB"
+    if chosen != "fits" or out.name.lower().endswith((".gz", ".fz")):
+        msg = (
+            f"{label}: a frame of {size} is beyond --memory and is written a block at a "
+            "time, to plain FITS only: use --format fits (or raise --memory)"
+        )
+        raise CliError(msg)
+    if image.bayer_pattern is not None:
+        msg = f"{label}: a raw Bayer mosaic is denoised in memory: raise --memory above {size}"
+        raise CliError(msg)
+    data = image.data
+    if not is_dask_array(data):  # read eagerly (compressed): denoised out of core all the same
+        import dask.array as da
+
+        data = da.from_array(data, chunks=(*data.shape[:-2], 1024, data.shape[-1]))
+    channel_axis = _channel_axis(image)
+    run = OutOfCoreRun(
+        data,
+        model=loaded,
+        device=args.device,
+        channel_axis=channel_axis,
+        batch_size=args.batch_size,
+        memory=memory,
+        spill_dir=out.parent,
+        **{o.name: getattr(args, o.name) for o in DENOISE},
+    )
+    blocks = len(run.blocks)
+    with tqdm(desc=Path(label).name, unit="step", disable=args.quiet, file=sys.stderr) as bar:
+
+        def show(done: int, total: int) -> None:
+            bar.total, bar.n = total + blocks, done
+            bar.refresh()
+
+        gen = run.iter_prepare()
+        total = 0
+        for done, total in gen:
+            show(done, total)
+
+        def rows_done() -> Any:
+            for i, rows in enumerate(run.blocks):
+                yield rows, run.block(i)
+                show(total + i + 1, total)
+
+        meta = provenance(run.settings)
+        try:
+            write_fits_blocks(
+                out,
+                rows_done(),
+                data.shape,
+                header=image.header,
+                channel_axis=channel_axis,
+                provenance=meta["provenance"],
+                history=[*meta["history"], f"input: {label}", f"denoised in {blocks} row blocks"],
+                overwrite=args.overwrite,
+            )
+        finally:
+            run.close()
+    args.written.append(out)
+    print(f"{label} -> {out} ({blocks} row blocks)")
 
 
 def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
