@@ -154,6 +154,8 @@ class OutOfCoreRun:
         if block_rows is None:
             memory = DEFAULT_MEMORY if memory is None else int(memory)
             block_rows = rows_for_memory(memory, self.channels, self.width)
+            # a block shorter than a tile runs the tiles over it for little of their rows
+            block_rows = max(block_rows, 2 * self.layout.tile_size)
         block_rows = int(max(1, min(block_rows, self.height)))
         self.blocks = [
             slice(y, min(y + block_rows, self.height)) for y in range(0, self.height, block_rows)
