@@ -100,4 +100,30 @@ def test_reader_opens_large_files_lazily_and_small_ones_as_numpy(tmp_path, monke
     assert all(isinstance(level, da.Array) for level in levels)
     assert [level.shape for level in levels] == [(300, 260), (150, 130), (75, 65)]
     np.testing.assert_array_equal(levels[1].compute(), data[::2, ::2])
+    np.testing.assert_array_equal(levels[2].compute(), data[::4, ::4])
+    monkeypatch.setattr(reader, "LAZY_READ_BYTES", 1 << 40)  # eager: the same limits
+    assert read_image_layers(path)[0][1]["contrast_limits"] == kwargs["contrast_limits"]
     assert kwargs["contrast_limits"][0] < kwargs["contrast_limits"][1]
+
+
+def test_strided_views_read_only_their_rows(tmp_path, monkeypatch):
+    path = _cases(tmp_path)["int16_scaled_blank"]
+    image = read_fits(path, lazy=True)[0]
+    eager = read_fits(path)[0].data
+    for step in (2, 3, 7):
+        np.testing.assert_array_equal(
+            image.lazy_rows.strided(step)[:, :], eager[::step, ::step], strict=True
+        )
+    np.testing.assert_array_equal(
+        fits_lazy.lazy_image(image.lazy_rows.strided(3), 64).compute(), eager[::3, ::3]
+    )
+    maps = []
+    real = np.memmap
+
+    def spy(*args, **kwargs):
+        maps.append(kwargs["shape"][0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fits_lazy.np, "memmap", spy)
+    image.lazy_rows.strided(10)[:, :]
+    assert maps == [(41 - 1) // 10 * 10 + 1]  # rows 0..40 mapped, every 10th copied

@@ -52,6 +52,7 @@ also lists ``*.fits``/``*.fit``/``*.fts``/``*.fz``, and ``viewer.open`` defaults
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from napari_astrodenoise.fits_io import (
+    CONTRAST_SAMPLE,
     FitsImage,
     default_contrast_limits,
     layer_metadata,
@@ -231,21 +233,30 @@ def fits_layer_data(image: FitsImage) -> LayerData:
         "rgb": rgb,
         **display_transform(data.shape, rgb=rgb),
     }
-    limits = default_contrast_limits(image.data)
+    limits = default_contrast_limits(_contrast_sample(image))
     if limits is not None:
         kwargs["contrast_limits"] = limits
-    if not isinstance(data, np.ndarray) and max(data.shape[-2:]) > PYRAMID_SIDE and not rgb:
+    if image.lazy_rows is not None and max(data.shape[-2:]) > PYRAMID_SIDE and not rgb:
         kwargs["multiscale"] = True
-        return _pyramid(data), kwargs, "image"
+        return _pyramid(data, image.lazy_rows), kwargs, "image"
     return data, kwargs, "image"
 
 
-def _pyramid(data: Any) -> list[Any]:
-    """Strided views of a lazy (..., H, W) array, halved until a side fits `PYRAMID_SIDE`."""
+def _contrast_sample(image: FitsImage) -> Any:
+    """The pixels `default_contrast_limits` looks at; of a lazy image, only those are read."""
+    if image.lazy_rows is None:
+        return image.data
+    step = max(1, math.ceil(math.sqrt(image.data.size / CONTRAST_SAMPLE)))
+    return image.lazy_rows.strided(step)[(slice(None),) * image.data.ndim]
+
+
+def _pyramid(data: Any, rows: Any) -> list[Any]:
+    """Lazy (..., H, W) levels, halved until a side fits `PYRAMID_SIDE`; each reads its rows."""
+    from napari_astrodenoise.fits_lazy import lazy_image
+
     levels = [data]
     while max(levels[-1].shape[-2:]) > PYRAMID_SIDE:
-        step = 2 ** len(levels)
-        levels.append(data[..., ::step, ::step])
+        levels.append(lazy_image(rows.strided(2 ** len(levels))))
     return levels
 
 

@@ -75,7 +75,7 @@ FITS_SUFFIXES: tuple[str, ...] = (
 
 _ImageHDU = fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU
 _BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 temporary at most
-_CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
+CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
 
 
 class ImageReadError(ValueError):
@@ -154,6 +154,9 @@ class FitsImage:
         ``file_properties`` (id -> ``XisfProperty``), ``icc_profile`` (bytes or None) and
         ``image_attributes``; for TIFF ``sample_format``, ``scaling`` and ``description``.
         Empty for FITS.
+    lazy_rows : napari_astrodenoise.fits_lazy.FitsRows or None
+        The file's pixels behind a lazy ``data``: strided views of them
+        (``lazy_rows.strided(k)``) read only their own rows (a zoomed-out view, a sample).
     """
 
     data: np.ndarray
@@ -167,6 +170,7 @@ class FitsImage:
     kind: str
     file_format: str = "fits"
     format_info: dict[str, Any] = field(default_factory=dict)
+    lazy_rows: Any = field(default=None, repr=False)
 
 
 def is_fits_path(path: object) -> bool:
@@ -457,8 +461,9 @@ def _read_image_hdu(
     path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool, lazy: bool
 ) -> FitsImage:
     header = hdu.header.copy()
+    rows = None
     if lazy:
-        data = _lazy_data(path, hdu, header)
+        data, rows = _lazy_data(path, hdu, header)
     else:
         raw = hdu.data
         raw = raw.reshape(_squeeze_leading(raw.shape))
@@ -482,11 +487,12 @@ def _read_image_hdu(
         name=_layer_name(path, index, header, extname, several=several),
         bayer_pattern=bayer,
         kind=kind,
+        lazy_rows=rows,
     )
 
 
-def _lazy_data(path: Path, hdu: _ImageHDU, header: fits.Header) -> Any:
-    """The HDU's data as a dask array read block by block from the file (no data read now)."""
+def _lazy_data(path: Path, hdu: _ImageHDU, header: fits.Header) -> tuple[Any, Any]:
+    """The HDU's data as a dask array read block by block, and its FitsRows (nothing read)."""
     from napari_astrodenoise.fits_lazy import FitsRows, lazy_image
 
     bitpix = int(header["BITPIX"])
@@ -499,7 +505,7 @@ def _lazy_data(path: Path, hdu: _ImageHDU, header: fits.Header) -> Any:
         bzero=float(header.get("BZERO", 0.0)),
         blank=header.get("BLANK") if bitpix > 0 else None,
     )
-    return lazy_image(rows)
+    return lazy_image(rows), rows
 
 
 def _to_float32(raw: np.ndarray, *, bscale: float, bzero: float, blank: object) -> np.ndarray:
@@ -633,7 +639,7 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
         ``(low, high)`` with ``low < high``, or None when fewer than two distinct
         finite values are found.
     """
-    step = max(1, math.ceil(math.sqrt(data.size / _CONTRAST_SAMPLE)))
+    step = max(1, math.ceil(math.sqrt(data.size / CONTRAST_SAMPLE)))
     sample = np.asarray(data[..., ::step, ::step])  # a lazy array reads these rows only
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:

@@ -22,6 +22,7 @@ LAZY_BLOCK_BYTES = 64 << 20
 
 #: FITS BITPIX -> big-endian numpy dtype of the raw pixels
 _BITPIX_DTYPE = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_DTYPE_BITPIX = {np.dtype(v).str: k for k, v in _BITPIX_DTYPE.items()}
 
 
 class FitsRows:
@@ -46,6 +47,9 @@ class FitsRows:
         FITS scaling; integer pixels become ``bzero + bscale * raw``.
     blank : int or None
         FITS ``BLANK`` of an integer image: those raw values become NaN.
+    step : int, optional
+        Every ``step``-th row and column only (:meth:`strided`): a zoomed-out view that
+        maps no other row.
     """
 
     def __init__(
@@ -57,15 +61,32 @@ class FitsRows:
         bscale: float = 1.0,
         bzero: float = 0.0,
         blank: int | None = None,
+        step: int = 1,
     ) -> None:
         self.path = Path(path)
         self.offset = int(offset)
-        self.shape = tuple(int(n) for n in shape)
+        self.file_shape = tuple(int(n) for n in shape)
+        self.step = int(step)
+        *planes, h, w = self.file_shape
+        self.shape = (*planes, -(-h // self.step), -(-w // self.step))
         self.raw_dtype = np.dtype(_BITPIX_DTYPE[int(bitpix)])
         self.bscale, self.bzero = float(bscale), float(bzero)
         self.blank = None if blank is None or self.raw_dtype.kind == "f" else int(blank)
         self.dtype = np.dtype(np.float32)
         self.ndim = len(self.shape)
+
+    def strided(self, step: int) -> FitsRows:
+        """Every ``step``-th row and column of these pixels, read without the others."""
+        return FitsRows(
+            self.path,
+            self.offset,
+            self.file_shape,
+            _DTYPE_BITPIX[self.raw_dtype.str],
+            self.bscale,
+            self.bzero,
+            self.blank,
+            self.step * int(step),
+        )
 
     def __getitem__(self, key: Any) -> np.ndarray:
         from napari_astrodenoise.fits_io import _to_float32
@@ -80,9 +101,10 @@ class FitsRows:
             return np.empty(shape, dtype=np.float32)
         # the rows asked for, planes flattened into rows, then the span that holds them all
         planes = np.asarray(ranges[0] if self.ndim == 3 else range(1))
-        flat = (planes[:, None] * self.shape[-2] + np.asarray(ranges[-2])[None, :]).ravel()
+        ys = np.asarray(ranges[-2]) * self.step
+        flat = (planes[:, None] * self.file_shape[-2] + ys[None, :]).ravel()
         first, last = int(flat.min()), int(flat.max())
-        width = self.shape[-1]
+        width = self.file_shape[-1]
         raw = np.memmap(
             self.path,
             dtype=self.raw_dtype,
@@ -91,7 +113,8 @@ class FitsRows:
             shape=(last - first + 1, width),
         )
         try:
-            picked = raw[flat - first][:, key[-1]].reshape(shape)  # a copy: the map can go
+            cols = key[-1] if self.step == 1 else np.asarray(ranges[-1]) * self.step
+            picked = raw[flat - first][:, cols].reshape(shape)  # a copy: the map can go
         finally:
             del raw
         return _to_float32(picked, bscale=self.bscale, bzero=self.bzero, blank=self.blank)
@@ -120,7 +143,8 @@ def lazy_image(rows: FitsRows, block_bytes: int | None = None) -> Any:
 
     step = block_rows(rows.shape, rows.raw_dtype.itemsize, block_bytes)
     chunks = (*rows.shape[:-2], step, rows.shape[-1])
-    name = f"fits-{rows.path.name}-{os.stat(rows.path).st_mtime_ns}-{rows.offset}"
+    stamp = os.stat(rows.path).st_mtime_ns
+    name = f"fits-{rows.path.name}-{stamp}-{rows.offset}-{rows.step}"
     return da.from_array(
         rows,
         chunks=chunks,
