@@ -117,13 +117,20 @@ def test_strided_views_read_only_their_rows(tmp_path, monkeypatch):
     np.testing.assert_array_equal(
         fits_lazy.lazy_image(image.lazy_rows.strided(3), 64).compute(), eager[::3, ::3]
     )
-    maps = []
-    real = np.memmap
+    maps, reads = [], []
+    real_map, real_read = np.memmap, fits_lazy.FitsRows._read_rows
 
-    def spy(*args, **kwargs):
+    def spy_map(*args, **kwargs):
         maps.append(kwargs["shape"][0])
-        return real(*args, **kwargs)
+        return real_map(*args, **kwargs)
 
-    monkeypatch.setattr(fits_lazy.np, "memmap", spy)
+    def spy_read(self, rows):
+        reads.append(len(rows))
+        return real_read(self, rows)
+
+    monkeypatch.setattr(fits_lazy.np, "memmap", spy_map)
+    monkeypatch.setattr(fits_lazy.FitsRows, "_read_rows", spy_read)
     image.lazy_rows.strided(10)[:, :]
-    assert maps == [(41 - 1) // 10 * 10 + 1]  # rows 0..40 mapped, every 10th copied
+    assert (maps, reads) == ([], [5])  # rows 0, 10, .. 40 read, none mapped between
+    image.lazy_rows[4:9, :]
+    assert (maps, reads) == ([5], [5])  # a run of rows is mapped

@@ -75,6 +75,31 @@ class FitsRows:
         self.dtype = np.dtype(np.float32)
         self.ndim = len(self.shape)
 
+    def _mapped(self, first: int, n: int) -> np.memmap:
+        """Rows ``first .. first + n`` (planes flattened into rows), memory-mapped."""
+        itemsize, width = self.raw_dtype.itemsize, self.file_shape[-1]
+        return np.memmap(
+            self.path,
+            dtype=self.raw_dtype,
+            mode="r",
+            offset=self.offset + first * width * itemsize,
+            shape=(n, width),
+        )
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Scattered rows, read one by one: mapping them would map the pages between too
+        (the kernel maps the cached pages around each one it faults in)."""
+        width = self.file_shape[-1]
+        raw = np.empty((len(rows), width), dtype=self.raw_dtype)
+        size = width * self.raw_dtype.itemsize
+        with open(self.path, "rb") as f:
+            for i, r in enumerate(rows):
+                f.seek(self.offset + int(r) * size)
+                if f.readinto(memoryview(raw[i]).cast("B")) != size:
+                    msg = f"{self.path}: row {r} is beyond the end of the file"
+                    raise OSError(msg)
+        return raw
+
     def strided(self, step: int) -> FitsRows:
         """Every ``step``-th row and column of these pixels, read without the others."""
         return FitsRows(
@@ -99,24 +124,20 @@ class FitsRows:
         shape = tuple(len(r) for r in ranges)
         if 0 in shape:
             return np.empty(shape, dtype=np.float32)
-        # the rows asked for, planes flattened into rows, then the span that holds them all
+        # the file rows asked for, planes flattened into rows: a run of them is mapped,
+        # scattered ones are read one by one
         planes = np.asarray(ranges[0] if self.ndim == 3 else range(1))
         ys = np.asarray(ranges[-2]) * self.step
         flat = (planes[:, None] * self.file_shape[-2] + ys[None, :]).ravel()
-        first, last = int(flat.min()), int(flat.max())
-        width = self.file_shape[-1]
-        raw = np.memmap(
-            self.path,
-            dtype=self.raw_dtype,
-            mode="r",
-            offset=self.offset + first * width * self.raw_dtype.itemsize,
-            shape=(last - first + 1, width),
-        )
-        try:
-            cols = key[-1] if self.step == 1 else np.asarray(ranges[-1]) * self.step
-            picked = raw[flat - first][:, cols].reshape(shape)  # a copy: the map can go
-        finally:
-            del raw
+        cols = key[-1] if self.step == 1 else np.asarray(ranges[-1]) * self.step
+        if np.all(np.diff(flat) == 1):
+            raw = self._mapped(int(flat[0]), len(flat))
+            try:
+                picked = raw[:, cols].reshape(shape)  # the map lasts until converted
+            finally:
+                del raw
+        else:
+            picked = self._read_rows(flat)[:, cols].reshape(shape)
         return _to_float32(picked, bscale=self.bscale, bzero=self.bzero, blank=self.blank)
 
 
