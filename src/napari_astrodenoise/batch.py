@@ -229,6 +229,15 @@ def denoise_file(
     return 0
 
 
+def in_memory(image: FitsImage) -> Any:
+    """The image's data as a numpy array; a lazy FITS image read whole here, in one copy."""
+    import numpy as np
+
+    if image.lazy_rows is not None:
+        return image.lazy_rows[(slice(None),) * image.data.ndim]
+    return np.asarray(image.data)
+
+
 def _options(job: FileJob) -> dict[str, Any]:
     return job.settings()["options"]
 
@@ -244,14 +253,13 @@ def _in_memory(
     cards: dict,
     progress: Progress | None,
 ) -> None:
-    import numpy as np
 
     from napari_astrodenoise.core.pipeline import iter_denoise
     from napari_astrodenoise.core.progress import drain
     from napari_astrodenoise.image_io import write_image
 
     gen = iter_denoise(
-        np.asarray(image.data),  # a lazy FITS image is read here
+        in_memory(image),
         model=loaded,
         channel_axis=_channel_axis(image),
         bayer=image.bayer_pattern is not None,
