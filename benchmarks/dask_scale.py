@@ -11,6 +11,10 @@ kernel's accounting of each child, ``os.wait4``):
    tiny frame, over one block's float32 planes), so that a reader can plan a mosaic;
 4. ``--equal`` x ``--equal`` (default 4096²): ``denoise`` of a dask array against the
    in-memory run, the largest difference in noise sigmas;
+0. ``--open`` x ``--open`` (default 20000², 1.6 GB): the napari reader's layer data (a
+   lazy multiscale pyramid), the time to open it and to read a 1024² window at full
+   resolution and the whole coarsest level (what a zoomed-out view shows), and the peak
+   RSS of the process that did it;
 5. ``--frames`` frames of ``--frame-size``² (default 24 of 2048²) on a dask.distributed
    LocalCluster (processes, TCP on localhost) of 1 and then 2 workers: throughput and the
    scaling ratio (cluster start included).
@@ -23,6 +27,7 @@ shipped model. Prints a markdown table and writes ``benchmarks/results/dask_scal
 
     .venv/bin/python benchmarks/dask_scale.py                       # the sizes above
     .venv/bin/python benchmarks/dask_scale.py --model small         # a slow machine
+    .venv/bin/python benchmarks/dask_scale.py --parts open          # part 0 alone
     .venv/bin/python benchmarks/dask_scale.py --big 2048 --mid 1024 --equal 512 \\
         --frames 4 --frame-size 256 --model small                   # a smoke run
 """
@@ -121,6 +126,39 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+OPEN_SCRIPT = """
+import sys, time, resource
+import numpy as np
+import napari_astrodenoise._reader as reader
+reader.LAZY_READ_BYTES = 0  # lazy at any size (a mosaic above 512 MiB is lazy anyway)
+start = time.perf_counter()
+levels, kwargs, _ = reader.read_image_layers(sys.argv[1])[0]
+opened = time.perf_counter() - start
+levels = levels if isinstance(levels, list) else [levels]
+start = time.perf_counter()
+window = np.asarray(levels[0][5000:6024, 5000:6024])
+full = time.perf_counter() - start
+start = time.perf_counter()
+coarse = np.asarray(levels[-1])
+top = time.perf_counter() - start
+print(opened, full, top, len(levels), coarse.shape[0], kwargs.get("multiscale", False))
+"""
+
+
+def napari_open(path: Path) -> tuple[float, float, float, int, int, int]:
+    """(open s, 1024² window s, coarsest level s, levels, coarsest side, peak RSS bytes)."""
+    argv = [sys.executable, "-c", OPEN_SCRIPT, str(path)]
+    with tempfile.TemporaryFile() as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        out.seek(0)
+        text = out.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(text)
+    opened, full, top, levels, side, _ = text.split()[-6:]
+    return float(opened), float(full), float(top), int(levels), int(side), usage.ru_maxrss * 1024
+
+
 def equivalence(n: int, rows: int) -> tuple[float, float, float, float]:
     """(max |dask - memory| in noise sigmas, fraction identical, seconds memory, seconds dask)."""
     import dask.array as da
@@ -144,8 +182,85 @@ def equivalence(n: int, rows: int) -> tuple[float, float, float, float]:
     return float(diff.max() / sigma), float(np.mean(got == expected)), t_mem, t_dask
 
 
+def big_part(args, tmp: Path, common: tuple, base: dict, rows: list) -> None:
+    """Part 1 (and 3): the big mosaic out of core through the command."""
+    big = tmp / "big.fits"
+    write_sky(big, args.big, args.big)
+    run = run_cli("denoise", big, "-o", tmp / "big_out.fits", "--memory", args.memory, *common)
+    big.unlink()
+    (tmp / "big_out.fits").unlink()
+    share = block_bytes(args.big, args.big, run["blocks"])
+    goal = "goal <= 2 GB: " + ("met" if run["rss"] <= 2e9 else "NOT met")
+    rows.append((f"{args.big}² out of core, --memory {args.memory}", gib(run["rss"]), goal))
+    rows.append((f"{args.big}² out of core: time", f"{run['seconds']:.0f} s", ""))
+    rows.append(
+        (
+            f"{args.big}² row blocks",
+            f"{run['blocks']} of {share / 2**20:.1f} MiB",
+            f"memory / block: {(run['rss'] - base['rss']) / share:.1f}",
+        )
+    )
+
+
+def mid_part(args, tmp: Path, common: tuple, base: dict, rows: list) -> None:
+    """Part 2 (and 3): in memory against out of core on the middle size."""
+    mid = tmp / "mid.fits"
+    write_sky(mid, args.mid, args.mid)
+    mem = run_cli("denoise", mid, "-o", tmp / "mid_mem.fits", "--memory", "1TB", *common)
+    ooc = run_cli("denoise", mid, "-o", tmp / "mid_ooc.fits", "--memory", args.memory, *common)
+    mid.unlink()
+    share_mid = block_bytes(args.mid, args.mid, ooc["blocks"])
+    rows.append(
+        (f"{args.mid}² in memory: time / peak RSS", f"{mem['seconds']:.0f} s", gib(mem["rss"]))
+    )
+    rows.append(
+        (
+            f"{args.mid}² out of core: time / peak RSS",
+            f"{ooc['seconds']:.0f} s ({ooc['seconds'] / mem['seconds']:.2f}x)",
+            f"{gib(ooc['rss'])}, {ooc['blocks']} blocks, memory / block "
+            f"{(ooc['rss'] - base['rss']) / share_mid:.1f}",
+        )
+    )
+
+
+def equal_part(args, rows: list) -> None:
+    """Part 4: dask against in memory with the shipped model."""
+    worst, same, t_mem, t_dask = equivalence(args.equal, args.equal_rows)
+    rows.append(
+        (
+            f"{args.equal}² dask vs memory (shipped model, blocks of {args.equal_rows} rows)",
+            f"{worst:.2e} sigma",
+            f"{same:.1%} pixels identical; {t_mem:.0f} s vs {t_dask:.0f} s",
+        )
+    )
+
+
+def batch_part(args, tmp: Path, common: tuple, rows: list) -> None:
+    """Part 5: a night of frames on a LocalCluster of 1, then 2 workers."""
+    night = tmp / "night"
+    night.mkdir()
+    for i in range(args.frames):
+        write_sky(night / f"light_{i:03d}.fits", args.frame_size, args.frame_size, seed=10 + i)
+    inputs = sorted(night.iterdir())
+    times = {}
+    for workers in (1, 2):
+        out = tmp / f"out{workers}"
+        batch = run_cli("denoise", *inputs, "--output-dir", out, "--workers", workers, *common)
+        times[workers] = batch["seconds"]
+        rows.append(
+            (
+                f"{args.frames} frames of {args.frame_size}², LocalCluster of {workers}",
+                f"{args.frames / batch['seconds'] * 60:.1f} frames/min",
+                f"{batch['seconds']:.0f} s, cluster start included",
+            )
+        )
+    rows.append(("scaling, 2 workers over 1", f"{times[1] / times[2]:.2f}x", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="open,big,mid,equal,batch", help="which parts")
+    parser.add_argument("--open", type=int, default=20000)
     parser.add_argument("--big", type=int, default=16384)
     parser.add_argument("--mid", type=int, default=8192)
     parser.add_argument("--equal", type=int, default=4096)
@@ -154,8 +269,13 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=2048)
     parser.add_argument("--memory", default="2GB")
     parser.add_argument("--model", choices=("default", "small"), default="default")
-    parser.add_argument("--out", default="dask_scale")
+    parser.add_argument("--out", default=None, help="results file stem")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    everything = parts >= {"open", "big", "mid", "equal", "batch"}
+    args.out = args.out or (
+        "dask_scale" if everything else "dask_scale_" + "_".join(sorted(parts))
+    )
     load = os.getloadavg()[0]
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
@@ -163,77 +283,37 @@ def main() -> None:
         model = "default" if args.model == "default" else small_model(tmp)
         common = ("--model", model, "--overwrite")
 
+        if "open" in parts:
+            mosaic = tmp / "mosaic.fits"
+            write_sky(mosaic, args.open, args.open)
+            opened, full, top, levels, side, rss = napari_open(mosaic)
+            mosaic.unlink()
+            rows.append(
+                (
+                    f"napari reader on {args.open}² float32 ({args.open**2 * 4 / 1e9:.1f} GB)",
+                    f"{opened:.1f} s to open",
+                    f"{levels} lazy levels down to {side}²; peak RSS {gib(rss)}",
+                )
+            )
+            rows.append(
+                (
+                    "a 1024² window at full resolution / the coarsest level",
+                    f"{full:.2f} s / {top:.2f} s",
+                    "read from the file as shown",
+                )
+            )
         tiny = tmp / "tiny.fits"
         write_sky(tiny, 256, 256)
         base = run_cli("denoise", tiny, "-o", tmp / "tiny_out.fits", *common)
         rows.append(("command on a 256² frame (baseline)", gib(base["rss"]), "peak RSS"))
-
-        big = tmp / "big.fits"
-        write_sky(big, args.big, args.big)
-        run = run_cli("denoise", big, "-o", tmp / "big_out.fits", "--memory", args.memory, *common)
-        big.unlink()
-        (tmp / "big_out.fits").unlink()
-        share = block_bytes(args.big, args.big, run["blocks"])
-        goal = "goal <= 2 GB: " + ("met" if run["rss"] <= 2e9 else "NOT met")
-        rows.append((f"{args.big}² out of core, --memory {args.memory}", gib(run["rss"]), goal))
-        rows.append((f"{args.big}² out of core: time", f"{run['seconds']:.0f} s", ""))
-        rows.append(
-            (
-                f"{args.big}² row blocks",
-                f"{run['blocks']} of {share / 2**20:.1f} MiB",
-                f"memory / block: {(run['rss'] - base['rss']) / share:.1f}",
-            )
-        )
-
-        mid = tmp / "mid.fits"
-        write_sky(mid, args.mid, args.mid)
-        mem = run_cli("denoise", mid, "-o", tmp / "mid_mem.fits", "--memory", "1TB", *common)
-        ooc = run_cli("denoise", mid, "-o", tmp / "mid_ooc.fits", "--memory", args.memory, *common)
-        mid.unlink()
-        share_mid = block_bytes(args.mid, args.mid, ooc["blocks"])
-        rows.append(
-            (
-                f"{args.mid}² in memory: time / peak RSS",
-                f"{mem['seconds']:.0f} s",
-                gib(mem["rss"]),
-            )
-        )
-        rows.append(
-            (
-                f"{args.mid}² out of core: time / peak RSS",
-                f"{ooc['seconds']:.0f} s ({ooc['seconds'] / mem['seconds']:.2f}x)",
-                f"{gib(ooc['rss'])}, {ooc['blocks']} blocks, memory / block "
-                f"{(ooc['rss'] - base['rss']) / share_mid:.1f}",
-            )
-        )
-
-        worst, same, t_mem, t_dask = equivalence(args.equal, args.equal_rows)
-        rows.append(
-            (
-                f"{args.equal}² dask vs memory (shipped model, blocks of {args.equal_rows} rows)",
-                f"{worst:.2e} sigma",
-                f"{same:.1%} pixels identical; {t_mem:.0f} s vs {t_dask:.0f} s",
-            )
-        )
-
-        night = tmp / "night"
-        night.mkdir()
-        for i in range(args.frames):
-            write_sky(night / f"light_{i:03d}.fits", args.frame_size, args.frame_size, seed=10 + i)
-        inputs = sorted(night.iterdir())
-        times = {}
-        for workers in (1, 2):
-            out = tmp / f"out{workers}"
-            batch = run_cli("denoise", *inputs, "--output-dir", out, "--workers", workers, *common)
-            times[workers] = batch["seconds"]
-            rows.append(
-                (
-                    f"{args.frames} frames of {args.frame_size}², LocalCluster of {workers}",
-                    f"{args.frames / batch['seconds'] * 60:.1f} frames/min",
-                    f"{batch['seconds']:.0f} s, cluster start included",
-                )
-            )
-        rows.append(("scaling, 2 workers over 1", f"{times[1] / times[2]:.2f}x", ""))
+        if "big" in parts:
+            big_part(args, tmp, common, base, rows)
+        if "mid" in parts:
+            mid_part(args, tmp, common, base, rows)
+        if "equal" in parts:
+            equal_part(args, rows)
+        if "batch" in parts:
+            batch_part(args, tmp, common, rows)
     lines = [
         "# Out of core and on a dask cluster",
         "",
