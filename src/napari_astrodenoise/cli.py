@@ -432,6 +432,7 @@ def _resumed(args: argparse.Namespace, jobs: list[Any], loaded: Any) -> list[Any
 def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
     """The jobs on a dask cluster: ``--scheduler``, or a LocalCluster of ``--workers``."""
     import contextlib
+    import dataclasses
     import logging
     import os
 
@@ -449,6 +450,15 @@ def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
 
     if not jobs:
         return 0
+    # absolute paths: the workers may not start in this folder
+    jobs = [
+        dataclasses.replace(
+            job,
+            input=job.input if job.sample else str(Path(job.input).resolve()),
+            output=str(Path(job.output).resolve()),
+        )
+        for job in jobs
+    ]
     with contextlib.ExitStack() as stack:
         if args.scheduler is not None:
             client = stack.enter_context(Client(args.scheduler, timeout="20s"))
@@ -478,8 +488,11 @@ def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
                 args.written.append(Path(outcome.job.output))
                 bar.write(f"{outcome.job.input} -> {outcome.job.output}", file=sys.stdout)
 
+        # a model file by its absolute path: the workers may start elsewhere
+        model = Path(args.model)
+        model = str(model.resolve()) if model.is_file() else args.model
         outcomes = denoise_files(
-            client, jobs, args.model, device=args.device, threads=threads, progress=show
+            client, jobs, model, device=args.device, threads=threads, progress=show
         )
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
