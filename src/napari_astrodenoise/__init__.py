@@ -17,6 +17,8 @@ _LAZY = {
     "iter_denoise": "napari_astrodenoise.core.pipeline",
     "iter_seam_map": "napari_astrodenoise.core.pipeline",
     "DenoiseResult": "napari_astrodenoise.core.pipeline",
+    "FileJob": "napari_astrodenoise.batch",
+    "denoise_files": "napari_astrodenoise.batch",
     "seam_map": "napari_astrodenoise.core.pipeline",
     "star_mask": "napari_astrodenoise.core.starmask",
     "finetune": "napari_astrodenoise.finetune",
@@ -31,8 +33,10 @@ _LAZY = {
 
 __all__ = [
     "DenoiseResult",
+    "FileJob",
     "__version__",
     "denoise",
+    "denoise_files",
     "finetune",
     "iter_denoise",
     "iter_finetune",
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from napari_astrodenoise.batch import FileJob, denoise_files
     from napari_astrodenoise.core.pipeline import (
         DenoiseResult,
         denoise,

@@ -52,6 +52,7 @@ also lists ``*.fits``/``*.fit``/``*.fts``/``*.fz``, and ``viewer.open`` defaults
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from napari_astrodenoise.fits_io import (
+    CONTRAST_SAMPLE,
     FitsImage,
     default_contrast_limits,
     layer_metadata,
@@ -139,13 +141,27 @@ def read_image_layers(path: PathOrPaths) -> list[LayerData]:
         For the first file that cannot be read, naming it and the reason.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    images = [read_image(item) for item in paths]
+    images = [read_image(item, lazy=_is_large(item)) for item in paths]
     if len(paths) > 1:
         reason = _why_not_stackable(images)
         if reason is None:
             return [stack_layer_data([found[0] for found in images])]
         warnings.warn(f"not stacked: {reason}; each file is opened as it is", stacklevel=2)
     return [fits_layer_data(image) for found in images for image in found]
+
+
+#: files at least this large open lazily: dask arrays read block by block as napari shows them
+LAZY_READ_BYTES = 512 << 20
+#: a lazy 2-D layer with a side above this gets a multiscale pyramid (strided views), so a
+#: zoomed-out view reads every k-th row only
+PYRAMID_SIDE = 4096
+
+
+def _is_large(path: str | os.PathLike) -> bool:
+    try:
+        return os.stat(path).st_size >= LAZY_READ_BYTES
+    except OSError:
+        return False  # the reader says why it cannot read the file
 
 
 #: the name the reader had when it read FITS alone
@@ -215,7 +231,14 @@ def fits_layer_data(image: FitsImage) -> LayerData:
         "rgb": rgb,
         **display_transform(data.shape, rgb=rgb),
     }
-    kwargs.update(display_kwargs(data, rgb=rgb))
+    # of a lazy image only a strided sample is read to set the display
+    shown = data if image.lazy_rows is None else _contrast_sample(image)
+    if rgb and image.lazy_rows is not None:
+        shown = np.moveaxis(shown, 0, -1)
+    kwargs.update(display_kwargs(shown, rgb=rgb))
+    if image.lazy_rows is not None and max(data.shape[-2:]) > PYRAMID_SIDE and not rgb:
+        kwargs["multiscale"] = True
+        return _pyramid(data, image.lazy_rows), kwargs, "image"
     return data, kwargs, "image"
 
 
@@ -235,6 +258,24 @@ def display_kwargs(data: np.ndarray, *, rgb: bool) -> dict[str, Any]:
         return {} if stretch is None else stretch.layer_kwargs()
     limits = default_contrast_limits(np.moveaxis(data, -1, 0) if rgb else data)
     return {} if limits is None else {"contrast_limits": limits, "gamma": 1.0}
+
+
+def _contrast_sample(image: FitsImage) -> Any:
+    """The pixels `default_contrast_limits` looks at; of a lazy image, only those are read."""
+    if image.lazy_rows is None:
+        return image.data
+    step = max(1, math.ceil(math.sqrt(image.data.size / CONTRAST_SAMPLE)))
+    return image.lazy_rows.strided(step)[(slice(None),) * image.data.ndim]
+
+
+def _pyramid(data: Any, rows: Any) -> list[Any]:
+    """Lazy (..., H, W) levels, halved until a side fits `PYRAMID_SIDE`; each reads its rows."""
+    from napari_astrodenoise.fits_lazy import lazy_image
+
+    levels = [data]
+    while max(levels[-1].shape[-2:]) > PYRAMID_SIDE:
+        levels.append(lazy_image(rows.strided(2 ** len(levels))))
+    return levels
 
 
 def display_transform(shape: Sequence[int], *, rgb: bool) -> dict[str, tuple[float, ...]]:

@@ -35,6 +35,8 @@ from napari_astrodenoise.core.options import (
 FORMATS = ("fits", "xisf", "tiff")
 #: exit status of every one-line error: bad input, an unusable model, an OS error
 EXIT_BAD_INPUT = 2
+#: exit status of a batch in which some files failed (the others were written)
+EXIT_SOME_FAILED = 1
 #: exit status after Ctrl-C (128 + SIGINT), as shells report it
 EXIT_CANCELLED = 130
 #: exit status after SIGTERM (128 + 15)
@@ -127,6 +129,29 @@ def _denoise_parser(sub: Any) -> None:
     _add_options(advanced, TILING + NETWORK + SAFEGUARDS)
     advanced.add_argument(
         "--batch-size", type=_whole(1), default=None, metavar="N", help="tiles per network call"
+    )
+    advanced.add_argument(
+        "--memory",
+        type=_parse_bytes,
+        default=None,
+        metavar="SIZE",
+        help="memory per frame (e.g. 2GB); beyond it, row blocks",
+    )
+    advanced.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="files on a local dask cluster of N processes",
+    )
+    advanced.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="files on the dask cluster at ADDRESS",
+    )
+    advanced.add_argument(
+        "--resume", action="store_true", help="skip outputs done from the same input and settings"
     )
 
 
@@ -307,6 +332,31 @@ def _parse(o: Option) -> Any:
     return parse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _parse_bytes(text: str) -> int:
+    """argparse type of ``--memory``: ``2GB``, ``512MiB``, ``1.5e9`` (dask's own parser)."""
+    from dask.utils import parse_bytes
+
+    try:
+        value = parse_bytes(text)
+    except (ValueError, TypeError):
+        value = -1
+    if value <= 0:
+        msg = f"not a memory size: {text!r} (say 2GB, 512MiB or a number of bytes)"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
 def _labels(args: argparse.Namespace) -> list[str]:
     """The inputs' labels; every input file is checked to be there and readable, not read."""
     if getattr(args, "sample", None):
@@ -332,7 +382,7 @@ def _source(args: argparse.Namespace, label: str) -> Any:
         return sample_image(args.sample)
     path = Path(label)
     try:
-        images = read_image(path)
+        images = read_image(path, lazy=True)  # uncompressed FITS: headers now, data later
     except ImageReadError as err:
         raise CliError(str(err)) from None
     if args.hdu is None:
@@ -350,10 +400,13 @@ def _output_paths(
     labels: Sequence[str],
     suffix: str,
     formats: Sequence[str] | None = None,
+    *,
+    check: bool = True,
 ) -> list[Path]:
     """The outputs, ``-o`` or ``IN_SUFFIX.EXT`` (EXT of each format) in ``--output-dir``,
     else beside each input (a bundled sample's in the current folder); checked to be
-    writable (and free, without --overwrite) before any work."""
+    writable (and free, without --overwrite) before any work (unless not ``check``: the
+    caller checks those it will write)."""
     from napari_astrodenoise.image_io import SUFFIXES
 
     if args.output is not None:
@@ -372,7 +425,8 @@ def _output_paths(
         if len(set(outs)) != len(outs):
             msg = "two inputs share a name; write them in separate calls or folders"
             raise CliError(msg)
-    _preflight.check_outputs(outs, overwrite=args.overwrite)
+    if check:
+        _preflight.check_outputs(outs, overwrite=args.overwrite)
     return outs
 
 
@@ -442,64 +496,161 @@ def _check_sources(
 
     Nothing is kept: an input is read again when its turn comes, so memory holds one frame.
     """
+    from napari_astrodenoise.batch import check_format
+
     for label, chosen in zip(labels, formats or ["fits"] * len(labels), strict=True):
         image = _source(args, label)
-        _check_format(image, chosen)
+        check_format(image, chosen)
         del image
 
 
-def _check_format(image: Any, chosen: str) -> None:
-    """Refuse, before its run, an image the chosen output format cannot hold."""
-    if chosen != "fits" and image.kind == "stack":
-        msg = (
-            f"{image.name} is a stack of {image.data.shape[0]} planes; {chosen} holds mono "
-            "or RGB images: write it as FITS (--format fits)"
-        )
-        raise CliError(msg)
-
-
-def _cmd_denoise(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from napari_astrodenoise.core.pipeline import iter_denoise
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from napari_astrodenoise.batch import machine_memory
 
     labels = _labels(args)
     formats = _output_formats(args, labels)
-    _check_sources(args, labels, formats)
-    outs = _output_paths(args, labels, "denoised", formats)
-    loaded = _load(args)  # once for all inputs, after the outputs were found writable
-    for label, out, chosen in zip(labels, outs, formats, strict=True):
-        image = _source(args, label)
-        _check_format(image, chosen)
-        gen = iter_denoise(
-            image.data,
-            model=loaded,
-            device=args.device,
-            channel_axis=_channel_axis(image),
-            bayer=image.bayer_pattern is not None,
-            batch_size=args.batch_size,
-            model_mask=False,  # the file holds the image alone: one plane less in memory
-            **{o.name: getattr(args, o.name) for o in DENOISE},
+    cluster = args.workers is not None or args.scheduler is not None
+    if not cluster:  # a batch reports the files it cannot read, and goes on
+        _check_sources(args, labels, formats)
+    # with --resume the model says which outputs are done; without, it loads once the
+    # outputs were found writable
+    outs = _output_paths(args, labels, "denoised", formats, check=not args.resume)
+    loaded = _load(args)
+    if args.memory is None and args.workers:
+        args.memory = machine_memory() // args.workers
+    triples = zip(labels, outs, formats, strict=True)
+    jobs = [_job(args, label, out, chosen) for label, out, chosen in triples]
+    if args.resume:
+        jobs = _resumed(args, jobs, loaded)
+        _preflight.check_outputs([Path(job.output) for job in jobs], overwrite=args.overwrite)
+    if cluster:
+        return _denoise_on_cluster(args, jobs)
+    from tqdm import tqdm
+
+    from napari_astrodenoise.batch import denoise_file
+
+    for job in jobs:
+        with tqdm(
+            desc=Path(job.input).name, unit="tile", disable=args.quiet, file=sys.stderr
+        ) as bar:
+
+            def show(done: int, total: int, bar: Any = bar) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
+            blocks = denoise_file(job, loaded, device=args.device, progress=show)
+        args.written.append(Path(job.output))
+        print(f"{job.input} -> {job.output}" + (f" ({blocks} row blocks)" if blocks else ""))
+    return 0
+
+
+def _job(args: argparse.Namespace, label: str, out: Path, chosen: str) -> Any:
+    from napari_astrodenoise.batch import FileJob
+
+    return FileJob(
+        input=label,
+        output=str(out),
+        file_format=chosen,
+        hdu=args.hdu,
+        sample=bool(getattr(args, "sample", None)),
+        options={o.name: getattr(args, o.name) for o in DENOISE},
+        batch_size=args.batch_size,
+        memory=args.memory,
+        overwrite=args.overwrite,
+        compress=args.compress,
+        tiff_bits=args.tiff_bits,
+    )
+
+
+def _resumed(args: argparse.Namespace, jobs: list[Any], loaded: Any) -> list[Any]:
+    """The jobs whose outputs are not done yet (the others are said)."""
+    from napari_astrodenoise.batch import is_done
+
+    left = []
+    for job in jobs:
+        if is_done(job, loaded.sha256):
+            print(f"{job.input} -> {job.output} (done before: skipped)")
+        else:
+            left.append(job)
+    return left
+
+
+def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
+    """The jobs on a dask cluster: ``--scheduler``, or a LocalCluster of ``--workers``."""
+    import contextlib
+    import dataclasses
+    import logging
+    import os
+
+    from tqdm import tqdm
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        msg = (
+            "--workers and --scheduler need dask.distributed: "
+            "pip install 'napari-astrodenoise[cluster]'"
         )
-        result = _drain(gen, desc=Path(label).name, quiet=args.quiet, tqdm=tqdm)
-        meta = result.provenance()
-        output = result.take_output()  # over the prediction: no new frame
-        del result, gen
-        _write(
-            args,
-            out,
-            output,
-            header=image.header,
-            channel_axis=_channel_axis(image),
-            provenance=meta["provenance"],
-            history=[*meta["history"], f"input: {label}"],
-            file_format=chosen,
-            format_info=image.format_info,
-            compress=args.compress,
-            bits=args.tiff_bits,
+        raise CliError(msg) from None
+    from napari_astrodenoise.batch import denoise_files
+
+    if not jobs:
+        return 0
+    # absolute paths: the workers may not start in this folder
+    jobs = [
+        dataclasses.replace(
+            job,
+            input=job.input if job.sample else str(Path(job.input).resolve()),
+            output=str(Path(job.output).resolve()),
         )
-        del output, image
-        print(f"{label} -> {out}")
+        for job in jobs
+    ]
+    with contextlib.ExitStack() as stack:
+        if args.scheduler is not None:
+            client = stack.enter_context(Client(args.scheduler, timeout="20s"))
+            threads = None
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=args.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    protocol="tcp",
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+            threads = max(1, (os.cpu_count() or 1) // args.workers)
+        bar = stack.enter_context(
+            tqdm(total=len(jobs), desc="files", unit="file", disable=args.quiet, file=sys.stderr)
+        )
+
+        def show(done: int, total: int, outcome: Any) -> None:
+            bar.n = done
+            bar.refresh()
+            if outcome.status == "done":
+                args.written.append(Path(outcome.job.output))
+                bar.write(f"{outcome.job.input} -> {outcome.job.output}", file=sys.stdout)
+
+        # a model file by its absolute path: the workers may start elsewhere
+        model = Path(args.model)
+        model = str(model.resolve()) if model.is_file() else args.model
+        outcomes = denoise_files(
+            client, jobs, model, device=args.device, threads=threads, progress=show
+        )
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not failed:
+        return 0
+    lines = [f"  {o.job.input}: {o.reason}" for o in failed]
+    print(
+        f"astrodenoise denoise: {len(failed)} of {len(outcomes)} files failed:",
+        *lines,
+        sep="\n",
+        file=sys.stderr,
+    )
+    return EXIT_SOME_FAILED
 
 
 def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
@@ -674,7 +825,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"astrodenoise {args.command}"
     with _preflight.sigterm_as_interrupt(), _preflight.one_line_warnings(prefix):
         try:
-            COMMANDS[args.command](args)
+            status = COMMANDS[args.command](args)
         except (CliError, ValueError, FileExistsError) as err:
             return _fail(prefix, " ".join(str(err).split()))
         except OSError as err:
@@ -685,7 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{prefix}: cancelled; {_nothing_partial(args)}", file=sys.stderr)
             return EXIT_CANCELLED
-    return 0
+    return status or 0
 
 
 def _fail(prefix: str, reason: str) -> int:

@@ -75,7 +75,7 @@ FITS_SUFFIXES: tuple[str, ...] = (
 
 _ImageHDU = fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU
 _BLOCK_ELEMENTS = 1 << 18  # pixels converted per block: a 2 MiB float64 temporary at most
-_CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
+CONTRAST_SAMPLE = 1 << 18  # pixels sampled for default contrast limits
 
 
 class ImageReadError(ValueError):
@@ -126,9 +126,10 @@ class FitsImage:
 
     Attributes
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or dask.array.Array
         float32, native byte order, physical (scaled) values, NaN and inf kept; numpy
         axis order as in the file: (H, W), (3, H, W) or (N, H, W). FITS row 1 is row 0.
+        A dask array of whole row blocks when read with ``lazy=True``.
     header : astropy.io.fits.Header
         A copy of that HDU's full header, as in the file.
     wcs : astropy.wcs.WCS or None
@@ -153,6 +154,9 @@ class FitsImage:
         ``file_properties`` (id -> ``XisfProperty``), ``icc_profile`` (bytes or None) and
         ``image_attributes``; for TIFF ``sample_format``, ``scaling`` and ``description``.
         Empty for FITS.
+    lazy_rows : napari_astrodenoise.fits_lazy.FitsRows or None
+        The file's pixels behind a lazy ``data``: strided views of them
+        (``lazy_rows.strided(k)``) read only their own rows (a zoomed-out view, a sample).
     """
 
     data: np.ndarray
@@ -166,6 +170,7 @@ class FitsImage:
     kind: str
     file_format: str = "fits"
     format_info: dict[str, Any] = field(default_factory=dict)
+    lazy_rows: Any = field(default=None, repr=False)
 
 
 def is_fits_path(path: object) -> bool:
@@ -212,7 +217,7 @@ def fits_stem(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_fits(path: str | os.PathLike) -> list[FitsImage]:
+def read_fits(path: str | os.PathLike, *, lazy: bool = False) -> list[FitsImage]:
     """Read every 2-D or 3-D image HDU with data from a FITS file.
 
     Parameters
@@ -220,6 +225,11 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
     path : str or os.PathLike
         A ``.fits``/``.fit``/``.fts`` file, gzip-compressed (``.gz``) or holding
         tile-compressed image HDUs (``.fz``).
+    lazy : bool, optional
+        Give each uncompressed image HDU's data as a dask array of whole row blocks, each
+        memory-mapped and scaled when it is computed (:mod:`.fits_lazy`), bit for bit the
+        eager values; nothing but the headers is read now. Compressed data (``.gz``,
+        ``.fz``) cannot be mapped and is read eagerly as numpy.
 
     Returns
     -------
@@ -244,7 +254,7 @@ def read_fits(path: str | os.PathLike) -> list[FitsImage]:
             with fits.open(
                 path, memmap=True, do_not_scale_image_data=True, lazy_load_hdus=False
             ) as hdul:
-                images = _read_hdulist(path, hdul, compressed=compression is not None)
+                images = _read_hdulist(path, hdul, compressed=compression is not None, lazy=lazy)
     except FitsReadError as err:
         raise FitsReadError(path, _with_warnings(err.reason, heard)) from err.__cause__
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, EOFError...
@@ -383,7 +393,9 @@ def _describe(exc: BaseException) -> str:
     return f"astropy could not read it ({type(exc).__name__}: {text})"
 
 
-def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[FitsImage]:
+def _read_hdulist(
+    path: Path, hdul: fits.HDUList, *, compressed: bool, lazy: bool = False
+) -> list[FitsImage]:
     size = path.stat().st_size
     candidates: list[tuple[int, _ImageHDU]] = []
     skipped: list[str] = []
@@ -399,9 +411,12 @@ def _read_hdulist(path: Path, hdul: fits.HDUList, *, compressed: bool) -> list[F
     several = len(candidates) > 1
     images = []
     for index, hdu in candidates:
-        if not compressed and not isinstance(hdu, fits.CompImageHDU):
+        mappable = not compressed and not isinstance(hdu, fits.CompImageHDU)
+        if mappable:
             _check_not_truncated(path, index, hdu, size)
-        images.append(_read_image_hdu(path, hdul, index, hdu, several=several))
+        images.append(
+            _read_image_hdu(path, hdul, index, hdu, several=several, lazy=lazy and mappable)
+        )
     return images
 
 
@@ -443,18 +458,22 @@ def _check_not_truncated(path: Path, index: int, hdu: _ImageHDU, size: int) -> N
 
 
 def _read_image_hdu(
-    path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool
+    path: Path, hdul: fits.HDUList, index: int, hdu: _ImageHDU, *, several: bool, lazy: bool
 ) -> FitsImage:
     header = hdu.header.copy()
-    raw = hdu.data
-    raw = raw.reshape(_squeeze_leading(raw.shape))
-    data = _to_float32(
-        raw,
-        bscale=float(header.get("BSCALE", 1.0)),
-        bzero=float(header.get("BZERO", 0.0)),
-        blank=header.get("BLANK") if raw.dtype.kind in "iu" else None,
-    )
-    del raw  # drop the memory map before the file closes
+    rows = None
+    if lazy:
+        data, rows = _lazy_data(path, hdu, header)
+    else:
+        raw = hdu.data
+        raw = raw.reshape(_squeeze_leading(raw.shape))
+        data = _to_float32(
+            raw,
+            bscale=float(header.get("BSCALE", 1.0)),
+            bzero=float(header.get("BZERO", 0.0)),
+            blank=header.get("BLANK") if raw.dtype.kind in "iu" else None,
+        )
+        del raw  # drop the memory map before the file closes
     extname = _extname(header)
     kind = "mono" if data.ndim == 2 else ("rgb" if data.shape[0] == 3 else "stack")
     bayer = _bayer_pattern(header) if kind == "mono" else None
@@ -468,7 +487,25 @@ def _read_image_hdu(
         name=_layer_name(path, index, header, extname, several=several),
         bayer_pattern=bayer,
         kind=kind,
+        lazy_rows=rows,
     )
+
+
+def _lazy_data(path: Path, hdu: _ImageHDU, header: fits.Header) -> tuple[Any, Any]:
+    """The HDU's data as a dask array read block by block, and its FitsRows (nothing read)."""
+    from napari_astrodenoise.fits_lazy import FitsRows, lazy_image
+
+    bitpix = int(header["BITPIX"])
+    rows = FitsRows(
+        path,
+        hdu.fileinfo()["datLoc"],
+        _squeeze_leading(tuple(int(n) for n in hdu.shape)),
+        bitpix,
+        bscale=float(header.get("BSCALE", 1.0)),
+        bzero=float(header.get("BZERO", 0.0)),
+        blank=header.get("BLANK") if bitpix > 0 else None,
+    )
+    return lazy_image(rows), rows
 
 
 def _to_float32(raw: np.ndarray, *, bscale: float, bzero: float, blank: object) -> np.ndarray:
@@ -593,7 +630,7 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
 
     Parameters
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or dask.array.Array
         Any shape; NaN and inf are ignored.
 
     Returns
@@ -602,8 +639,8 @@ def default_contrast_limits(data: np.ndarray) -> tuple[float, float] | None:
         ``(low, high)`` with ``low < high``, or None when fewer than two distinct
         finite values are found.
     """
-    step = max(1, math.ceil(math.sqrt(data.size / _CONTRAST_SAMPLE)))
-    sample = data[..., ::step, ::step]
+    step = max(1, math.ceil(math.sqrt(data.size / CONTRAST_SAMPLE)))
+    sample = np.asarray(data[..., ::step, ::step])  # a lazy array reads these rows only
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return None

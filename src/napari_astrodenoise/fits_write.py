@@ -28,9 +28,10 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -118,6 +119,112 @@ def write_fits(
     checksum = header is not None and ("CHECKSUM" in header or "DATASUM" in header)
     _atomic_writeto(fits.HDUList([hdu]), path, overwrite=overwrite, checksum=checksum)
     return path
+
+
+def write_fits_blocks(
+    path: str | os.PathLike,
+    blocks: Iterable[tuple[slice, np.ndarray]],
+    shape: Sequence[int],
+    *,
+    header: fits.Header | None = None,
+    channel_axis: int | None = None,
+    provenance: Mapping[str, object] | None = None,
+    history: Sequence[str] = (),
+    overwrite: bool = False,
+) -> Path:
+    """:func:`write_fits` of an image given a row block at a time: no whole frame in memory.
+
+    The header is that of :func:`write_fits` (source cards, history, provenance; no
+    checksum: it would need the whole data). Each block's rows are written in place as
+    they come, in any order, into a temporary file that is moved over ``path`` once all
+    rows are there (atomic, as :func:`write_fits`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file (plain FITS: not ``.gz`` nor ``.fz``).
+    blocks : iterable of (slice, ndarray)
+        ``(rows, data)``: the image's rows ``rows`` in the caller's layout (the row axis
+        the first of the picture's two axes), float32, NaN kept.
+    shape : sequence of int
+        The whole image's shape, in the caller's layout.
+    header, channel_axis, provenance, history, overwrite
+        As for :func:`write_fits`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        When the blocks leave rows unwritten, or for the reasons of :func:`write_fits`.
+    """
+    path = Path(path)
+    if path.name.lower().endswith((".gz", ".fz")):
+        msg = f"a FITS file written a block at a time is not compressed: {path}; use .fits"
+        raise ValueError(msg)
+    planes = _plane_shape(shape, channel_axis)
+    cards = _provenance_cards(provenance or {})
+    _check_target(path, overwrite=overwrite)
+    out = fits.Header([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", len(planes))])
+    for i, n in enumerate(reversed(planes), start=1):
+        out[f"NAXIS{i}"] = n
+    out["EXTEND"] = True
+    _copy_source_cards(out, header)
+    _add_history(out, history)
+    for card in cards:
+        _set_card(out, card)
+    head = out.tostring().encode("ascii")
+    data_bytes = 4 * math.prod(planes)
+    padded = -(-data_bytes // 2880) * 2880
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as f:
+            f.write(head)
+            f.truncate(len(head) + padded)  # zeros: the data's FITS padding included
+            _write_rows(f, len(head), blocks, planes, channel_axis)
+
+    atomic_write(path, write, overwrite=overwrite)
+    return path
+
+
+def _plane_shape(shape: Sequence[int], channel_axis: int | None) -> tuple[int, ...]:
+    """(H, W) or (C, H, W) of an image of ``shape`` in the caller's layout."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2 and channel_axis is None:
+        return shape
+    if len(shape) == 3 and channel_axis is not None and -3 <= channel_axis <= 2:
+        axis = channel_axis % 3
+        return (shape[axis], *(n for i, n in enumerate(shape) if i != axis))
+    msg = f"shape must be (H, W), or 3-D with channel_axis, got {shape} and {channel_axis}"
+    raise ValueError(msg)
+
+
+def _write_rows(
+    f: Any,
+    offset: int,
+    blocks: Iterable[tuple[slice, np.ndarray]],
+    planes: tuple[int, ...],
+    channel_axis: int | None,
+) -> None:
+    """Write each block's rows of every plane at its place; check every row came."""
+    height, width = planes[-2:]
+    written = np.zeros(height, dtype=bool)
+    for rows, data in blocks:
+        block = np.asarray(data, dtype=np.float32)
+        cube = block[np.newaxis] if channel_axis is None else np.moveaxis(block, channel_axis, 0)
+        if cube.shape[1:] != (rows.stop - rows.start, width):
+            msg = f"block of rows {rows.start}..{rows.stop} has shape {block.shape}"
+            raise ValueError(msg)
+        for c, plane in enumerate(cube):
+            f.seek(offset + 4 * (c * height + rows.start) * width)
+            f.write(plane.astype(">f4").tobytes())
+        written[rows] = True
+    if not written.all():
+        msg = f"rows {np.flatnonzero(~written)[:5].tolist()}... were never written"
+        raise ValueError(msg)
 
 
 def _writable_cube(data: np.ndarray, channel_axis: int | None) -> np.ndarray:

@@ -107,13 +107,16 @@ def detect_format(path: str | os.PathLike) -> str | None:
     return format_of_name(path)
 
 
-def read_image(path: str | os.PathLike) -> list[FitsImage]:
+def read_image(path: str | os.PathLike, *, lazy: bool = False) -> list[FitsImage]:
     """Read a FITS, XISF or TIFF file into images.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file; its format is found by :func:`detect_format`.
+    lazy : bool, optional
+        For an uncompressed FITS file, dask arrays read block by block (see
+        :func:`~napari_astrodenoise.fits_io.read_fits`); other formats are read eagerly.
 
     Returns
     -------
@@ -128,7 +131,7 @@ def read_image(path: str | os.PathLike) -> list[FitsImage]:
     """
     found = detect_format(path)
     if found == "fits":
-        return read_fits(path)
+        return read_fits(path, lazy=lazy)
     if found == "xisf":
         from napari_astrodenoise.xisf_io import read_xisf
 

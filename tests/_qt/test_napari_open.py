@@ -223,3 +223,37 @@ def test_saving_through_napari_offers_xisf_and_tiff(
     [back] = read_image(out)
     assert back.file_format == ("xisf" if suffix == ".xisf" else "tiff") and back.kind == "rgb"
     np.testing.assert_array_equal(back.data, read_fits(crafted_fits["cube3"])[0].data)
+
+
+def test_large_file_opens_as_a_lazy_multiscale_layer(make_napari_viewer, tmp_path, monkeypatch):
+    import dask.array as da
+
+    import napari_astrodenoise._reader as reader
+
+    monkeypatch.setattr(reader, "LAZY_READ_BYTES", 1 << 20)
+    monkeypatch.setattr(reader, "PYRAMID_SIDE", 256)
+    path = tmp_path / "mosaic.fits"
+    data = np.random.default_rng(3).normal(size=(1100, 900)).astype(np.float32)
+    fits.PrimaryHDU(data).writeto(path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    assert layer.multiscale
+    assert all(isinstance(level, da.Array) for level in layer.data)
+    assert layer.data[0].shape == (1100, 900)
+    np.testing.assert_array_equal(np.asarray(layer.data[2][100:110]), data[::4, ::4][100:110])
+
+
+def test_a_lazy_mosaic_layer_is_refused_by_the_panels_with_the_way_out(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    import napari_astrodenoise._reader as reader
+    from napari_astrodenoise._widgets._common import channel_axis
+
+    monkeypatch.setattr(reader, "LAZY_READ_BYTES", 1 << 20)
+    monkeypatch.setattr(reader, "PYRAMID_SIDE", 256)
+    path = tmp_path / "mosaic.fits"
+    fits.PrimaryHDU(np.zeros((1100, 900), np.float32)).writeto(path)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    with pytest.raises(ValueError, match="astrodenoise denoise FILE --memory"):
+        channel_axis(layer)

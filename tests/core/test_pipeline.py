@@ -111,7 +111,7 @@ def test_provenance_records_model_hash_and_settings(random_model, sky):
     assert cards["ADENSMBL"][0] == 1
     assert cards["ADCHGLIM"][0] == defaults()["change_limit"]
     assert cards["ADPKCAP"][0] == defaults()["peak_cap"]
-    assert set(result.settings["noise_profile"]) == {"sky", "floor", "slope"}
+    assert set(result.settings["noise_profile"]) == {"sky", "floor", "slope", "tail"}
     assert all(len(key) <= 8 for key in cards)
     assert random_model.sha256[:16] in meta["history"][0]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_astrodenoise.core.noiselevel import NoiseProfile
+from napari_astrodenoise.core.noiselevel import TAIL_SIGMAS, NoiseProfile, fit_noise_profile
 from napari_astrodenoise.core.pipeline import denoise
-from napari_astrodenoise.core.safeguards import cap_peaks, limit_change, square_max, tail_factor
+from napari_astrodenoise.core.safeguards import cap_peaks, limit_change, square_max
 from napari_astrodenoise.simulate.noise import poisson_gaussian
 
 
@@ -155,41 +155,54 @@ def test_peak_cap_of_a_bayer_mosaic_compares_pixels_behind_the_same_filter(rando
 # ---------------------------------------------------------------- the noise's own tail
 
 
-def _flat_profile(sigma: float) -> NoiseProfile:
-    return NoiseProfile(sky=np.zeros(1), floor=np.array([sigma**2]), slope=np.zeros(1))
+def _flat_profile(sigma: float, tail: float | None = None) -> NoiseProfile:
+    return NoiseProfile(
+        sky=np.zeros(1),
+        floor=np.array([sigma**2]),
+        slope=np.zeros(1),
+        tail=None if tail is None else np.full((1, len(TAIL_SIGMAS)), tail),
+    )
 
 
 def test_gaussian_noise_has_no_wider_tail():
     rng = np.random.default_rng(3)
-    noisy = rng.normal(0.0, 5.0, (600, 600)).astype(np.float32)
-    clean = np.zeros_like(noisy)
-    assert tail_factor(clean, noisy, _flat_profile(5.0), 0, 3.0) == pytest.approx(1.0, abs=0.03)
+    noisy = rng.normal(100.0, 5.0, (600, 600)).astype(np.float32)
+    profile = fit_noise_profile(noisy, np.full_like(noisy, 100.0))
+    np.testing.assert_allclose(profile.tail[0], 1.0, atol=0.03)
+    assert profile.tail_ratio(0, 3.0) == pytest.approx(1.0, abs=0.03)
 
 
-def test_a_heavy_tailed_noise_widens_the_limit_to_its_own_quantile():
+def test_a_heavy_tailed_noise_has_its_own_quantile_measured():
     # Student's t with 4 degrees of freedom, scaled to unit MAD-sigma: at 3 sigmas its tail
     # holds several times the Gaussian share
-    rng = np.random.default_rng(4)
-    noise = rng.standard_t(4, (600, 600))
-    noise /= 1.4826 * np.median(np.abs(noise))
-    clean = np.zeros_like(noise, dtype=np.float32)
-    factor = tail_factor(clean, noise.astype(np.float32), _flat_profile(1.0), 0, 3.0)
     from scipy.stats import t as student
 
+    rng = np.random.default_rng(4)
+    noise = rng.standard_t(4, (800, 800))
+    noise /= 1.4826 * np.median(np.abs(noise))
+    profile = fit_noise_profile((100.0 + noise).astype(np.float32), np.full(noise.shape, 100.0))
+    sigma = np.sqrt(profile.floor[0])
     scale = 1.0 / (1.4826 * student.ppf(0.75, 4))
-    expected = student.ppf(1 - 0.0013499, 4) * scale / 3.0  # the t quantile at the share
-    assert factor == pytest.approx(expected, rel=0.05)
-    assert factor > 1.2
-    limited = clean.copy()[np.newaxis]
-    limit_change(limited, noise.astype(np.float32)[np.newaxis], 3.0, _flat_profile(1.0))
-    # pure noise is held back in the Gaussian share of the pixels, not in the t's wider one
-    clipped = np.mean(limited[0] != 0.0)
-    assert clipped == pytest.approx(0.0027, rel=0.25)
+    expected = student.ppf(1 - 0.0013499, 4) * scale / sigma / 3.0  # at the 3-sigma share
+    assert profile.tail_ratio(0, 3.0) == pytest.approx(expected, rel=0.05)
+    assert profile.tail_ratio(0, 3.0) > 1.2
+    assert profile.to_dict()["tail"][0][2] == pytest.approx(profile.tail_ratio(0, 3.0), abs=1e-4)
+
+
+def test_the_limit_holds_pure_noise_in_the_gaussian_share_of_pixels():
+    rng = np.random.default_rng(4)
+    noise = rng.standard_t(4, (600, 600)).astype(np.float32)
+    noise /= np.float32(1.4826 * np.median(np.abs(noise)))
+    wide = float(np.quantile(np.abs(noise), 1 - 0.0027) / 3.0)
+    for tail, share in ((None, np.mean(np.abs(noise) > 3.0)), (wide, 0.0027)):
+        limited = np.zeros((1, *noise.shape), np.float32)
+        limit_change(limited, noise[np.newaxis], 3.0, _flat_profile(1.0, tail))
+        assert np.mean(limited[0] != 0.0) == pytest.approx(share, rel=0.05)
 
 
 def test_a_residual_of_outliers_does_not_open_the_limit():
     rng = np.random.default_rng(5)
-    noisy = rng.normal(0.0, 1.0, (400, 400)).astype(np.float32)
-    noisy[rng.random(noisy.shape) < 0.02] = 100.0  # two per cent of wild pixels
-    factor = tail_factor(np.zeros_like(noisy), noisy, _flat_profile(1.0), 0, 3.0)
-    assert factor == 2.0
+    noisy = rng.normal(100.0, 1.0, (400, 400)).astype(np.float32)
+    noisy[rng.random(noisy.shape) < 0.02] = 1000.0  # two per cent of wild pixels
+    profile = fit_noise_profile(noisy, np.full_like(noisy, 100.0))
+    assert profile.tail_ratio(0, 3.0) == 2.0

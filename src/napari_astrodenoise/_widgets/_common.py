@@ -146,7 +146,11 @@ def channel_axis(layer: Any) -> int | None:
         msg = f"'{layer.name}' is a {type(layer).__name__} layer; choose an image layer"
         raise ValueError(msg)
     if layer.multiscale:
-        msg = f"'{layer.name}' is multiscale; open the full-resolution image instead"
+        msg = (
+            f"'{layer.name}' is a multiscale mosaic, larger than the panels work on in "
+            "memory: denoise its file with `astrodenoise denoise FILE --memory 2GB`, or in "
+            "Python denoise(read_fits(path, lazy=True)[0].data), a row block at a time"
+        )
         raise ValueError(msg)
     ndim = np.ndim(layer.data)
     if layer.rgb:

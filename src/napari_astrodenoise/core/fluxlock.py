@@ -84,6 +84,40 @@ def lock_flux(
     return change
 
 
+def lock_block(scale: float, threshold: float) -> int:
+    """Rows of the noise-aware lock's blocks (1 for the strict lock or none).
+
+    A row block of a larger frame must start at a multiple of this for its lock to be the
+    frame's: the blocks are counted from the first row.
+    """
+    return max(1, int(scale // 2)) if scale > 0 and threshold > 0 else 1
+
+
+def lock_reach(scale: float, threshold: float = 0.0) -> int:
+    """Rows each side a pixel of :func:`lock_flux`'s result depends on (profile given).
+
+    The strict lock reads its Gaussian's radius. The noise-aware lock also reads what
+    stays of the low-pass change, on blocks of ``scale / 2``: the widest of its block-grid
+    Gaussians (the band, ``4 scale``, the level and the feathering after the signal
+    mask's growth), plus the block the pixel lies in and the one the interpolation
+    reaches, in blocks.
+    """
+    if scale == 0:
+        return 0
+    full = _gaussian_radius(scale)
+    if threshold == 0:
+        return full
+    block = lock_block(scale, threshold)
+    grow = 2 * max(1, round(2 * scale / block)) + 1
+    coarse = max(
+        _gaussian_radius(coarse_sigma(scale, block)),
+        _gaussian_radius(coarse_sigma(_LOCK_BASE * scale, block)),
+        _gaussian_radius(scale / block),
+        grow // 2 + _gaussian_radius(scale / block),
+    )
+    return max(full, block * (coarse + 2))
+
+
 def _gaussian_radius(sigma: float) -> int:
     """Rows each side that scipy's ``gaussian_filter`` reads (its default 4-sigma truncation)."""
     return int(4.0 * float(sigma) + 0.5)
@@ -140,7 +174,7 @@ def _soft_lock(
     """
     from scipy.ndimage import gaussian_filter, maximum_filter1d
 
-    block = max(1, int(scale // 2))
+    block = lock_block(scale, threshold)
     if profile is None:
         profile = fit_noise_profile_of_change(original, change)
     coarse, level, near = [], [], None

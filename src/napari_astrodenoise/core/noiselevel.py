@@ -36,7 +36,16 @@ _PROFILE_MIN_PIXELS = 64
 
 def _sample_step(channel: np.ndarray) -> int:
     """Stride in both axes that leaves at most about ``_MAX_SAMPLES`` pixels of a channel."""
-    return max(1, int(np.ceil(np.sqrt(channel.size / _MAX_SAMPLES))))
+    return _grid_step(channel.size)
+
+
+def _grid_step(size: int) -> int:
+    return max(1, int(np.ceil(np.sqrt(size / _MAX_SAMPLES))))
+
+
+def _row_step(size: int) -> int:
+    """Stride of the whole rows :func:`noise_sigma` reads from a channel of ``size`` pixels."""
+    return max(1, int(np.ceil(size / (2 * _MAX_SAMPLES))))
 
 
 def finite_sample(channel: np.ndarray) -> np.ndarray:
@@ -47,7 +56,12 @@ def finite_sample(channel: np.ndarray) -> np.ndarray:
 
 
 def as_chw(image: np.ndarray) -> np.ndarray:
-    """An (H, W) image as (1, H, W); a (C, H, W) one as it is; anything else is refused."""
+    """An (H, W) image as (1, H, W); a (C, H, W) one as it is; anything else is refused.
+
+    :class:`SampledPlanes` pass as they are.
+    """
+    if isinstance(image, SampledPlanes):
+        return image
     image = np.asarray(image)
     if image.ndim == 2:
         return image[np.newaxis]
@@ -98,7 +112,7 @@ def noise_sigma(image: np.ndarray) -> np.ndarray:
 
 
 def _difference_sigma(channel: np.ndarray) -> float:
-    step = max(1, int(np.ceil(channel.size / (2 * _MAX_SAMPLES))))
+    step = _row_step(channel.size)
     rows = channel[::step] if channel.shape[1] > 1 else channel.T[::step]
     with np.errstate(invalid="ignore"):  # inf - inf
         diff = np.diff(rows.astype(np.float64, copy=False), axis=1).ravel()
@@ -132,11 +146,27 @@ class NoiseProfile:
         (C,) float64 variance at ``sky``, >= 0.
     slope : ndarray
         (C,) float64 variance per unit of signal above ``sky``, >= 0.
+    tail : ndarray or None
+        (C, len(TAIL_SIGMAS)): the noise's quantile at the two-sided Gaussian share of
+        each of :data:`TAIL_SIGMAS`, over that many sigmas (1 for Gaussian noise, more for
+        wider tails, at most :data:`_TAIL_MOST`); measured by :func:`fit_noise_profile` on
+        the sky, None for a profile fitted without a signal estimate.
     """
 
     sky: np.ndarray
     floor: np.ndarray
     slope: np.ndarray
+    tail: np.ndarray | None = None
+
+    def tail_ratio(self, channel: int, k: float) -> float:
+        """How much wider than a Gaussian's the noise's tail is at ``k`` sigmas, >= 1.
+
+        Interpolated between the ratios measured at :data:`TAIL_SIGMAS` (the nearest one
+        outside them); 1 when the profile carries none.
+        """
+        if self.tail is None:
+            return 1.0
+        return float(np.interp(k, TAIL_SIGMAS, self.tail[channel]))
 
     def sigma(self, channel: int, signal: np.ndarray) -> np.ndarray:
         """Noise sigma at each pixel of one channel's (H, W) signal estimate, float32.
@@ -152,14 +182,20 @@ class NoiseProfile:
 
     def to_dict(self) -> dict:
         """JSON-ready description (for provenance)."""
-        return {key: [float(v) for v in getattr(self, key)] for key in ("sky", "floor", "slope")}
+        out = {key: [float(v) for v in getattr(self, key)] for key in ("sky", "floor", "slope")}
+        if self.tail is not None:
+            out["tail"] = [[round(float(v), 4) for v in row] for row in self.tail]
+        return out
 
     def scaled(self, unit: float) -> NoiseProfile:
         """The profile of the data multiplied by ``unit`` (itself when ``unit`` is 1)."""
         if unit == 1.0:
             return self
         return NoiseProfile(
-            sky=self.sky * unit, floor=self.floor * unit * unit, slope=self.slope * unit
+            sky=self.sky * unit,
+            floor=self.floor * unit * unit,
+            slope=self.slope * unit,
+            tail=self.tail,
         )
 
 
@@ -224,6 +260,7 @@ def fit_noise_profile_of_change(image: np.ndarray, change: np.ndarray) -> NoiseP
 def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray]) -> NoiseProfile:
     """The body of :func:`fit_noise_profile`: ``signal_sample(c, step)`` is the strided signal."""
     sky, floor, slope = (np.zeros(len(x)) for _ in range(3))
+    tail = np.ones((len(x), len(TAIL_SIGMAS)))
     for c in range(len(x)):
         step = _sample_step(x[c])
         level2d = signal_sample(c, step).astype(np.float64)
@@ -236,9 +273,50 @@ def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray])
             sky[c], floor[c], slope[c] = fitted
             least = _sky_floor_from_differences(x[c], level2d, step, sky[c], slope[c])
             floor[c] = max(floor[c], least)
+            sigma = np.sqrt(floor[c] + slope[c] * np.maximum(level[keep] - sky[c], 0.0))
+            tail[c] = _tail_ratios(level[keep], residual[keep], sigma)
         elif keep.any():
             sky[c] = float(np.median(level[keep]))
-    return NoiseProfile(sky=sky, floor=floor, slope=slope)
+    return NoiseProfile(sky=sky, floor=floor, slope=slope, tail=tail)
+
+
+#: sigmas at which the noise's tail is measured (beyond 4, a frame has too few pixels)
+TAIL_SIGMAS = (1.0, 2.0, 3.0, 4.0)
+#: a residual whose tail is wider than this is not noise alone; the ratio stops here
+_TAIL_MOST = 2.0
+
+
+def _tail_ratios(level: np.ndarray, residual: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The residual's tail against a Gaussian's at each of :data:`TAIL_SIGMAS`, on the sky.
+
+    Real noise is not Gaussian: telegraph read noise, quantisation and the odd warm pixel
+    put more of it beyond 3 sigmas than a normal distribution would (one colour plane of a
+    raw CMOS frame: a fifth more at 3 sigmas). On the fainter half of the levels (the sky),
+    the residual over the profile's sigma has its quantile at the Gaussian two-sided share
+    ``erfc(k / sqrt(2))`` measured and divided by ``k``; 1 where too few pixels lie that
+    far out to say, and within [1, :data:`_TAIL_MOST`].
+    """
+    from scipy.special import erfc
+
+    out = np.ones(len(TAIL_SIGMAS))
+    if level.size == 0:
+        return out
+    sky = level <= np.median(level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(residual[sky]) / sigma[sky]
+    z = z[np.isfinite(z)]
+    for i, k in enumerate(TAIL_SIGMAS):
+        share = float(erfc(k / np.sqrt(2.0)))
+        if z.size * share >= 20:
+            out[i] = np.clip(np.quantile(z, 1.0 - share) / k, 1.0, _TAIL_MOST)
+    return out
+
+
+def _floor_row_step(height: int, width: int, step: int) -> int:
+    """Every how many sampled rows the sky floor reads: all of a small frame, every few of
+    a large one (half a million pixels are plenty for a MAD)."""
+    sampled = len(range(0, height, step)) * len(range(0, width, step))
+    return max(1, sampled // 500_000)
 
 
 def _sky_floor_from_differences(
@@ -272,9 +350,7 @@ def _sky_floor_from_differences(
     float
         A variance; 0 when too few sky pixels have finite neighbours.
     """
-    # every sampled row of a small frame, every few of a large one (half a million
-    # pixels are plenty for a MAD)
-    rows = max(1, level.size // 500_000)
+    rows = _floor_row_step(*channel.shape, step)
     # centre pixels at the sampled columns j * step (j >= 1), with their two neighbours
     left = channel[:: rows * step, step - 1 :: step]
     centre = channel[:: rows * step, step::step]
@@ -456,3 +532,135 @@ def _fit_line(level: np.ndarray, var: np.ndarray, count: np.ndarray) -> tuple[fl
     (floor, slope), _residual = nnls(design, var * weight)
     faintest = var[np.argsort(level)[: max(1, len(var) // 4)]]
     return max(float(floor), 0.5 * float(np.median(faintest))), float(slope)
+
+
+# --------------------------------------------------------------------------- samples
+Key = tuple[int, int, int]
+
+
+def _norm(key: slice, n: int) -> Key:
+    return key.indices(n)
+
+
+def sample_keys(shape: tuple[int, int], *, curvature: bool = True) -> list[tuple[Key, Key]]:
+    """The strided (rows, columns) slices of an (H, W) channel that the statistics here read.
+
+    :func:`finite_sample` (and the noise-profile fits) read every ``step``-th pixel,
+    :func:`noise_sigma` every ``step``-th whole row, and :func:`prefit_noise_profile`
+    (``curvature``) the nine shifted grids of :func:`_curvature_samples`. Each is a
+    ``slice.indices`` triple per axis; :class:`SampledPlanes` holds exactly these.
+    """
+    h, w = shape
+    step, rows = _grid_step(h * w), _row_step(h * w)
+    keys = [
+        (_norm(slice(None, None, step), h), _norm(slice(None, None, step), w)),
+        (_norm(slice(None, None, rows), h), _norm(slice(None), w)),
+    ]
+    # the sky floor's neighbour differences (:func:`_sky_floor_from_differences`)
+    every = _floor_row_step(h, w, step)
+    keys += [
+        (_norm(slice(None, None, every * step), h), _norm(slice(step + dx, None, step), w))
+        for dx in (-1, 0, 1)
+    ]
+    if curvature and min(h, w) >= 3:
+        keys += [
+            (
+                _norm(slice(1 + dy, h - 1 + dy, step), h),
+                _norm(slice(1 + dx, w - 1 + dx, step), w),
+            )
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        ]
+    return list(dict.fromkeys(keys))
+
+
+class SampledPlanes:
+    """(C, H, W) planes known only at the strided samples the whole-frame statistics read.
+
+    A frame larger than memory is measured from these: :func:`background_level`,
+    :func:`noise_sigma`, :func:`prefit_noise_profile`, :func:`fit_noise_profile` and
+    :func:`fit_noise_profile_of_change` (and :func:`~.stretch.fit_stretch`) take them
+    like an array and give the whole frame's result, bit for bit, because they read
+    nothing else (:func:`sample_keys`). They are gathered a row block at a time
+    (:meth:`add`), in one pass.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (C, H, W) of the whole planes.
+    curvature : bool, optional
+        Also keep :func:`prefit_noise_profile`'s samples.
+    """
+
+    ndim = 3
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, shape: tuple[int, int, int], *, curvature: bool = True) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.size = int(np.prod(self.shape))
+        self.keys = sample_keys(self.shape[1:], curvature=curvature)
+        self._parts: dict[tuple[int, Key, Key], list[np.ndarray]] = {
+            (c, ys, xs): [] for c in range(self.shape[0]) for ys, xs in self.keys
+        }
+        self._done: dict[tuple[int, Key, Key], np.ndarray] = {}
+
+    def add(self, block: np.ndarray, row0: int) -> None:
+        """Take the samples from a (C, n, W) block of the planes' rows ``row0 ..``; in order."""
+        n = block.shape[1]
+        for (c, (y0, y1, dy), xs), parts in self._parts.items():
+            first = y0 + max(0, -(-(row0 - y0) // dy)) * dy  # first sampled row >= row0
+            last = min(y1, row0 + n)
+            if first < last:
+                parts.append(block[c, first - row0 : last - row0 : dy, slice(*xs)].copy())
+
+    def scaled(self, factor: np.float32) -> SampledPlanes:
+        """The samples of the planes multiplied by ``factor`` (as ``planes * factor``)."""
+        out = SampledPlanes.__new__(SampledPlanes)
+        out.shape, out.size, out.keys, out._parts = self.shape, self.size, self.keys, {}
+        out._done = {key: self._lookup(*key) * factor for key in self._parts}
+        return out
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __iter__(self):
+        return (SampledPlane(self, c) for c in range(self.shape[0]))
+
+    def __getitem__(self, key: object) -> SampledPlane | np.ndarray:
+        if isinstance(key, int | np.integer):
+            return SampledPlane(self, int(key))
+        c, *rest = key
+        return SampledPlane(self, int(c))[tuple(rest)]
+
+    def _lookup(self, c: int, ys: Key, xs: Key) -> np.ndarray:
+        key = (c, ys, xs)
+        if key not in self._done:
+            if key not in self._parts:
+                msg = f"rows {ys} and columns {xs} of plane {c} were not sampled"
+                raise KeyError(msg)
+            parts = self._parts[key]
+            empty = np.empty((0, len(range(*xs))), dtype=np.float32)
+            self._done[key] = np.concatenate(parts) if parts else empty
+        return self._done[key]
+
+
+class SampledPlane:
+    """One (H, W) plane of :class:`SampledPlanes`: strided slices of it, nothing else."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, planes: SampledPlanes, c: int) -> None:
+        self._planes, self._c = planes, c
+        self.shape = planes.shape[1:]
+        self.size = self.shape[0] * self.shape[1]
+
+    def astype(self, dtype: object, copy: bool = True) -> SampledPlane:
+        """Itself: the samples are float32 already."""
+        return self
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = (*key, slice(None)) if len(key) == 1 else key
+        ys, xs = (_norm(k, n) for k, n in zip(key, self.shape, strict=True))
+        return self._planes._lookup(self._c, ys, xs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,12 @@ class PlaneMap:
 
         axis = None if self.channel_axis is None else self.channel_axis % 3
         return star_mask(self.from_planes(planes), channel_axis=axis)
+
+
+def is_dask_array(image: object) -> bool:
+    """Whether ``image`` is a dask array (dask is not imported when it is not loaded)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(image, da.Array)
 
 
 def check_real(image: np.ndarray) -> None:

@@ -16,16 +16,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from napari_astrodenoise.core.fluxlock import lock_flux
+from napari_astrodenoise.core.fluxlock import lock_flux, lock_reach
 from napari_astrodenoise.core.noiselevel import (
     NoiseProfile,
     fit_noise_profile,
     fit_noise_profile_of_change,
 )
 from napari_astrodenoise.core.options import SAFEGUARDS, option, resolve
-from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_stars
+from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_reach, refit_stars
 from napari_astrodenoise.core.strips import for_each_strip, row_strips, strip_rows, with_halo
 
 
@@ -73,7 +75,7 @@ def limit_change(
     if profile is None:
         profile = fit_noise_profile(original, denoised)
     for c, (plane_out, plane_inp) in enumerate(zip(denoised, original, strict=True)):
-        scaled = np.float32(limit * tail_factor(plane_out, plane_inp, profile, c, limit))
+        scaled = np.float32(limit * profile.tail_ratio(c, limit))
 
         def strip(rows: slice, plane_out=plane_out, plane_inp=plane_inp, c=c, scaled=scaled):
             out, inp = plane_out[rows], plane_inp[rows]
@@ -90,63 +92,58 @@ def limit_change(
     return profile
 
 
-#: the tail is measured at most this many sigmas out (beyond, too few pixels of a frame)
-_TAIL_MEASURED = 4.0
-#: a residual whose tail is wider than this is not noise alone; the factor stops here
-_TAIL_MOST = 2.0
+@dataclass(frozen=True)
+class GuardStats:
+    """Whole-frame statistics of :func:`guard_change`, measured beforehand.
 
+    An out-of-core run (:mod:`.outofcore`) measures them once over the whole frame and
+    shares them with every row block, so that a block's safeguards are those of the whole
+    frame. Each is fitted by :func:`guard_change` itself where it is None.
 
-def tail_factor(
-    denoised: np.ndarray, original: np.ndarray, profile: NoiseProfile, channel: int, limit: float
-) -> float:
-    """How much wider than a Gaussian's the noise's tail is at ``limit`` sigmas, >= 1.
-
-    Real noise is not Gaussian: random telegraph read noise, quantisation and the odd
-    warm pixel put more of it beyond 3 sigmas than a normal distribution would (on a
-    raw colour sensor's plane, a fifth more at 3 sigmas). A limit of ``k`` sigmas is meant
-    to leave pure noise alone but in the Gaussian share ``erfc(k / sqrt(2))`` of the
-    pixels; this measures the residual's own quantile at that share, on the sky (the
-    fainter half of the denoised levels, a regular subsample), in units of the fitted
-    noise level function, and returns it over ``k``. Measured at most
-    ``_TAIL_MEASURED`` sigmas out, and at most ``_TAIL_MOST``: a wider tail is the
-    network's error, not noise, and the limit holds.
-
-    Parameters
+    Attributes
     ----------
-    denoised, original : ndarray
-        (H, W) planes of one channel.
-    profile : NoiseProfile
-        The noise level function of the limit.
-    channel : int
-        The plane's channel in ``profile``.
-    limit : float
-        The change limit in noise sigmas (> 0).
-
-    Returns
-    -------
-    float
-        1 for Gaussian noise (or lighter tails, or too few pixels), up to ``_TAIL_MOST``.
+    free : NoiseProfile or None
+        ``fit_noise_profile_of_change(original, change)``: the noise-aware lock's profile
+        (and the change limit's and the refit's with it).
+    locked : NoiseProfile or None
+        ``fit_noise_profile(original, locked prediction)``: the profile where the lock is
+        strict (or the change limit off).
+    brightest : tuple of float or None
+        Per plane, the brightest pixel of the prediction after the lock and the change
+        limit (:func:`refit_stars`' noise floor is a fraction of the sigma there).
     """
-    from scipy.special import erfc
 
-    step = max(1, int(np.ceil(np.sqrt(denoised.size / 1_000_000))))
-    signal = denoised[::step, ::step].ravel()
-    with np.errstate(invalid="ignore"):
-        residual = original[::step, ::step].ravel() - signal
-    keep = np.isfinite(residual) & np.isfinite(signal)
-    signal, residual = signal[keep], residual[keep]
-    if signal.size < 1000:
-        return 1.0
-    sky = signal <= np.median(signal)
-    sigma = profile.sigma(channel, signal[sky])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.abs(residual[sky]) / sigma
-    z = z[np.isfinite(z)]
-    k = min(float(limit), _TAIL_MEASURED)
-    share = float(erfc(k / np.sqrt(2.0)))
-    if z.size * share < 20:  # too few pixels that far out to say
-        return 1.0
-    return float(np.clip(np.quantile(z, 1.0 - share) / k, 1.0, _TAIL_MOST))
+    free: NoiseProfile | None = None
+    locked: NoiseProfile | None = None
+    brightest: tuple[float, ...] | None = None
+
+
+def guard_needs(**options: float) -> tuple[str, ...]:
+    """Which :class:`GuardStats` fields :func:`guard_change` uses with these options, in order.
+
+    ``"free"`` is measured on the network's change, ``"locked"`` on the prediction after
+    the lock (``guard_change(..., until="locked")``), ``"brightest"`` after the change
+    limit (``until="limited"``), each with the ones before it known.
+    """
+    o = resolve(options, SAFEGUARDS, caller="guard_needs")
+    soft = o["flux_lock"] > 0 and o["lock_threshold"] > 0
+    limit, refit = o["change_limit"] > 0, o["star_refit"] > 0
+    needs = []
+    if soft:
+        needs.append("free")
+    if (limit and not soft) or (not limit and refit):
+        needs.append("locked")
+    if refit:
+        needs.append("brightest")
+    return tuple(needs)
+
+
+def guard_profile(stats: GuardStats, **options: float) -> NoiseProfile | None:
+    """The profile :func:`guard_change` returns, given its whole-frame statistics."""
+    o = resolve(options, SAFEGUARDS, caller="guard_profile")
+    if o["change_limit"] > 0:
+        return stats.free if o["flux_lock"] > 0 and o["lock_threshold"] > 0 else stats.locked
+    return stats.locked if o["star_refit"] > 0 else None
 
 
 def guard_change(
@@ -155,6 +152,8 @@ def guard_change(
     *,
     bad: np.ndarray | None = None,
     refit_window: float = REFIT_WINDOW,
+    stats: GuardStats | None = None,
+    until: str | None = None,
     **options: float,
 ) -> tuple[np.ndarray, NoiseProfile | None]:
     """The engine's safeguards on a network's change, in their order; ``change`` is reused.
@@ -179,6 +178,12 @@ def guard_change(
         ``~np.isfinite(original)``, when the caller has it.
     refit_window : float, optional
         :func:`refit_stars`'s window in pixels of these planes.
+    stats : GuardStats, optional
+        Whole-frame statistics measured beforehand (a row block of a larger frame);
+        those that are None are fitted here.
+    until : {None, "locked", "limited"}, optional
+        Stop after the lock (the prediction the ``locked`` profile is fitted to) or after
+        the change limit (the prediction ``brightest`` is measured on).
     **options
         The :data:`~napari_astrodenoise.core.options.SAFEGUARDS` (``flux_lock``,
         ``lock_threshold``, ``change_limit``, ``peak_cap``, ``star_refit``), as for
@@ -190,24 +195,59 @@ def guard_change(
         The guarded prediction (``change``'s memory) and the change limit's fitted profile.
     """
     o = resolve(options, SAFEGUARDS, caller="guard_change")
+    stats = GuardStats() if stats is None else stats
     flux_lock, lock_threshold = o["flux_lock"], o["lock_threshold"]
     change_limit, peak_cap, star_refit = o["change_limit"], o["peak_cap"], o["star_refit"]
     any_bad = _zero_change_at_bad(change, original, bad)
     profile = None
     if flux_lock > 0 and lock_threshold > 0:
         # fitted once, to the free prediction (bad pixels stay non-finite and are ignored)
-        profile = fit_noise_profile_of_change(original, change)
+        profile = stats.free or fit_noise_profile_of_change(original, change)
     lock_flux(change, flux_lock, threshold=lock_threshold, original=original, profile=profile)
     prediction = _add_input(change, original, bad, any_bad=any_bad)
+    if until == "locked":
+        return prediction, profile
+    if profile is None and change_limit > 0:
+        profile = stats.locked or _fit_locked(original, prediction)
     profile = limit_change(prediction, original, change_limit, profile)
+    if until == "limited":
+        return prediction, profile
     if star_refit > 0:
         if profile is None:
-            with np.errstate(invalid="ignore"):
-                profile = fit_noise_profile(original, prediction)
-        refit_stars(prediction, original, star_refit, profile, window=refit_window)
+            profile = stats.locked or _fit_locked(original, prediction)
+        refit_stars(
+            prediction,
+            original,
+            star_refit,
+            profile,
+            window=refit_window,
+            brightest=stats.brightest,
+        )
         limit_change(prediction, original, change_limit, profile)
     cap_peaks(prediction, original, peak_cap)
     return prediction, profile
+
+
+def _fit_locked(original: np.ndarray, prediction: np.ndarray) -> NoiseProfile:
+    with np.errstate(invalid="ignore"):
+        return fit_noise_profile(original, prediction)
+
+
+def guard_reach(*, refit_window: float = REFIT_WINDOW, **options: float) -> int:
+    """Rows each side a pixel of :func:`guard_change`'s result depends on, given the stats.
+
+    With its whole-frame statistics given (:class:`GuardStats`), a pixel of the result
+    depends on the change and the input within this many rows: the flux lock's reach
+    (:func:`~napari_astrodenoise.core.fluxlock.lock_reach`), then the star refit's
+    footprint, then the peak cap's window, added up (each stage reads the one before).
+    A row block read with this halo each side gives the whole frame's result, bit for bit
+    (the lock's blocks must start where the frame's do: see ``lock_reach``).
+    """
+    o = resolve(options, SAFEGUARDS, caller="guard_reach")
+    reach = lock_reach(o["flux_lock"], o["lock_threshold"])
+    if o["star_refit"] > 0:
+        reach += refit_reach(refit_window)
+    return reach + int(o["peak_cap"])
 
 
 def _zero_change_at_bad(change: np.ndarray, original: np.ndarray, bad: np.ndarray | None) -> bool:

@@ -29,6 +29,7 @@ def refit_stars(
     *,
     window: float = REFIT_WINDOW,
     strip_rows: int = 256,
+    brightest: tuple[float, ...] | None = None,
 ) -> None:
     """Give compact sources the brightness the input supports, in place.
 
@@ -77,6 +78,9 @@ def refit_stars(
     strip_rows : int, optional
         Rows per strip: strips (each read with the halo its correction depends on) run on
         threads and give exactly the whole plane's result.
+    brightest : tuple of float, optional
+        Each plane's brightest pixel of ``denoised`` (NaN for none), when ``denoised`` is a
+        row block of a larger frame; measured here when None.
     """
     option("star_refit").check(prior)
     if prior == 0:
@@ -88,7 +92,7 @@ def refit_stars(
     # window's Gaussian truncated at 4 sigma, the peak's square), so strips with that halo
     # give exactly the whole plane's result; scipy's filters release the GIL, so strips
     # run in parallel, mono frames included
-    halo = 2 * _refit_size(window) + int(np.ceil(4 * window)) + 1
+    halo = refit_reach(window)
     strip_rows = max(strip_rows, halo)  # a strip reads into its neighbours only
     starts = range(0, height, strip_rows)
     workers = min(len(starts), os.cpu_count() or 1)
@@ -99,10 +103,7 @@ def refit_stars(
             # with no noise at all has nothing to weigh the residual by and is left alone
             # (the noise level function grows with the signal: its largest is at the
             # brightest pixel)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN plane
-                brightest = np.nanmax(out, keepdims=True)
-            top = float(profile.sigma(c, brightest)[0, 0])
+            top = float(profile.sigma(c, _brightest(out, brightest, c))[0, 0])
             if not top > 0:
                 continue
             least = np.float32(_REFIT_LEAST_SIGMA * top)
@@ -113,6 +114,29 @@ def refit_stars(
                 return corr[y0 - lo : y0 - lo + min(strip_rows, height - y0)]
 
             _correct_in_waves(out, pool, strip, starts, workers)
+
+
+def refit_reach(window: float = REFIT_WINDOW) -> int:
+    """Rows each side a pixel of :func:`refit_stars`' correction depends on.
+
+    The opening, the window's Gaussian truncated at 4 sigma and the peak's square:
+    ``2 size + ceil(4 window) + 1``.
+    """
+    return 2 * _refit_size(window) + int(np.ceil(4 * window)) + 1
+
+
+def _brightest(out: np.ndarray, given: tuple[float, ...] | None, c: int) -> np.ndarray:
+    """(1, 1) float32: a plane's brightest pixel (NaN for none), given or measured."""
+    if given is not None:
+        return np.full((1, 1), given[c], dtype=np.float32)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN plane
+        return np.nanmax(out, keepdims=True)
+
+
+def brightest_of(planes: np.ndarray) -> tuple[float, ...]:
+    """Each plane's brightest pixel, NaN for a plane with none (for ``brightest``)."""
+    return tuple(float(_brightest(plane, None, 0)[0, 0]) for plane in planes)
 
 
 def _correct_in_waves(

@@ -42,8 +42,11 @@ __all__ = [
     "blend_window",
     "count_tiles",
     "iter_tiled",
+    "iter_tiled_rows",
+    "origins_over",
     "plan_tiles",
     "tile_grid",
+    "tile_rows_read",
     "tiled_apply",
 ]
 
@@ -434,19 +437,24 @@ def _run_tiles(
     batch_size: int,
     out_channels: int | None,
     fill: np.ndarray | None,
+    rows: slice | None = None,
+    row0: int = 0,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
-    """The body of `iter_tiled`, after its arguments were checked.
+    """The body of `iter_tiled` (and `iter_tiled_rows`), after its arguments were checked.
 
     The result is accumulated in an array of the image's own shape (the tiles' parts in
-    the mirrored padding are not needed), and the weight map is never stored whole.
+    the mirrored padding are not needed), and the weight map is never stored whole. With
+    ``rows``, only the tiles over those rows of the frame run (in the whole frame's order)
+    and only those rows are stitched; ``image`` then holds the frame's rows from ``row0``.
     """
     t = layout.tile_size
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
+    rows = slice(0, h) if rows is None else rows
     hp, wp = layout.padded_shape
-    source_y = _reflect_index(np.arange(hp) - top, h)
+    source_y = _reflect_index(np.arange(hp) - top, h) - row0
     source_x = _reflect_index(np.arange(wp) - left, w)
-    origins = layout.padded_origins()
+    origins = origins_over(layout, rows)
     total = len(origins)
     channels = np.arange(image.shape[0])[:, None, None]
     batch = np.empty((min(batch_size, total), image.shape[0], t, t), dtype=np.float32)
@@ -460,20 +468,116 @@ def _run_tiles(
         out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
         if acc is None:
             out_channels = out.shape[1]
-            acc = np.zeros((out_channels, h, w), dtype=np.float32)
+            acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
         for b, (y, x) in enumerate(chunk):
-            # the part of the tile over the image, in tile and in image coordinates
-            y0, y1 = max(y, top), min(y + t, top + h)
+            # the part of the tile over the image's wanted rows, in tile and image coordinates
+            y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
             x0, x1 = max(x, left), min(x + t, left + w)
             part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-            acc[:, y0 - top : y1 - top, x0 - left : x1 - left] += (
+            below = top + rows.start
+            acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
                 out[b][(slice(None), *part)] * window[part]
             )
         del out
         yield first + len(chunk), total
     del batch
-    _divide_by_weights(acc, layout, window)
+    _divide_by_weights(acc, layout, window, rows)
     return acc
+
+
+def origins_over(layout: TilePlan, rows: slice) -> list[tuple[int, int]]:
+    """The tiles (padded origins, in the whole frame's order) that cover any of ``rows``."""
+    (top, _), _ = layout.pad
+    t = layout.tile_size
+    return [
+        (y, x)
+        for y, x in layout.padded_origins()
+        if y < top + rows.stop and y + t > top + rows.start
+    ]
+
+
+def tile_rows_read(layout: TilePlan, rows: slice) -> slice:
+    """The frame rows that the tiles over ``rows`` read (mirrored padding included)."""
+    (top, _), _ = layout.pad
+    t = layout.tile_size
+    starts = sorted({y for y, _ in origins_over(layout, rows)})
+    read = _reflect_index(np.arange(starts[0], starts[-1] + t) - top, layout.shape[0])
+    return slice(int(read.min()), int(read.max()) + 1)
+
+
+def iter_tiled_rows(
+    image: np.ndarray,
+    predictor: Predictor,
+    *,
+    frame_height: int,
+    row0: int,
+    rows: slice,
+    tile_size: int = _TILE.default,
+    overlap: float = _OVERLAP.default,
+    blend: str = _BLEND.default,
+    sigma_scale: float = _SIGMA.default,
+    batch_size: int = 4,
+    out_channels: int | None = None,
+    grid_offset: tuple[int, int] = (0, 0),
+    fill: Sequence[float] | None = None,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """`iter_tiled` for some rows of a frame, on the whole frame's tile grid.
+
+    The tiles are laid out for the whole (``frame_height``, W) frame, so seams fall where
+    they fall in memory; only those over ``rows`` run, in the whole frame's order, and the
+    result is those rows of `iter_tiled`'s result. This is how a frame larger than memory
+    is stitched a row block at a time.
+
+    Parameters
+    ----------
+    image : ndarray
+        (C, n, W): the frame's rows ``row0 .. row0 + n``, which must include
+        ``tile_rows_read(plan, rows)``.
+    frame_height : int
+        H of the whole frame.
+    row0 : int
+        The frame row of ``image``'s first row.
+    rows : slice
+        The frame rows wanted (step 1).
+    **others
+        As for `iter_tiled`.
+
+    Yields
+    ------
+    tuple of int
+        (tiles_done, tiles_total) of this block's tiles.
+
+    Returns
+    -------
+    ndarray
+        (C_out, len(rows), W) float32.
+    """
+    image, fill_values = _check_image(image, fill)
+    if not callable(predictor):
+        msg = f"predictor must be callable on a (B, C, T, T) array, got {type(predictor)!r}"
+        raise TypeError(msg)
+    layout = plan_tiles(
+        (frame_height, image.shape[2]),
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        grid_offset=grid_offset,
+    )
+    rows = slice(*rows.indices(frame_height))
+    need = tile_rows_read(layout, rows)
+    if need.start < row0 or need.stop > row0 + image.shape[1]:
+        msg = (
+            f"image holds frame rows {row0}..{row0 + image.shape[1]}, the tiles over rows "
+            f"{rows.start}..{rows.stop} read rows {need.start}..{need.stop}"
+        )
+        raise ValueError(msg)
+    window = blend_window(layout.tile_size, blend=blend, sigma_scale=sigma_scale)
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if out_channels is not None:
+        out_channels = _check_positive_int(out_channels, "out_channels")
+    return _run_tiles(
+        image, predictor, layout, window, batch_size, out_channels, fill_values, rows, row0
+    )
 
 
 def _fill_nonfinite(batch: np.ndarray, fill: np.ndarray) -> None:
@@ -483,18 +587,21 @@ def _fill_nonfinite(batch: np.ndarray, fill: np.ndarray) -> None:
         batch[bad] = np.broadcast_to(fill[None, :, None, None], batch.shape)[bad]
 
 
-def _divide_by_weights(acc: np.ndarray, layout: TilePlan, window: np.ndarray) -> None:
-    """Divide the accumulated (C, H, W) sums by the summed tile weights, in row strips.
+def _divide_by_weights(
+    acc: np.ndarray, layout: TilePlan, window: np.ndarray, rows: slice | None = None
+) -> None:
+    """Divide the accumulated (C, n, W) sums of the frame's ``rows`` by the summed weights.
 
     Each strip's weights are summed from the tiles over it in the order they ran, so they
     are those of a whole weight map, bit for bit, without one being stored.
     """
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
+    rows = slice(0, h) if rows is None else rows
     t = layout.tile_size
     wp = layout.padded_shape[1]
-    for rows in row_strips(h, strip_rows(w)):
-        r0, r1 = rows.start + top, rows.stop + top  # padded coordinates
+    for strip in row_strips(rows.stop - rows.start, strip_rows(w)):
+        r0, r1 = strip.start + rows.start + top, strip.stop + rows.start + top  # padded
         weight = np.zeros((r1 - r0, wp), dtype=np.float32)
         for y in layout.starts_y:
             y0, y1 = max(y, r0), min(y + t, r1)
@@ -502,4 +609,4 @@ def _divide_by_weights(acc: np.ndarray, layout: TilePlan, window: np.ndarray) ->
                 continue
             for x in layout.starts_x:
                 weight[y0 - r0 : y1 - r0, x : x + t] += window[y0 - y : y1 - y]
-        acc[:, rows] /= weight[:, left : left + w]
+        acc[:, strip] /= weight[:, left : left + w]
