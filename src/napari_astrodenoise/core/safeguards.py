@@ -44,7 +44,10 @@ def limit_change(
     residual ``original - denoised`` itself (:func:`fit_noise_profile`), so it needs no gain
     or read noise from the user and follows correlated noise at its true amplitude. Where
     ``|denoised - original|`` exceeds ``limit`` times the sigma at the fainter of the two
-    levels, the change is cut back to that bound; every other pixel is left bit for bit.
+    levels (times the profile's tail ratio at ``limit``: real noise with wider tails than a
+    Gaussian's gets its own quantile at the Gaussian share, see
+    :meth:`~napari_astrodenoise.core.noiselevel.NoiseProfile.tail_ratio`), the change is cut
+    back to that bound; every other pixel is left bit for bit.
     Noise removal is rarely touched (white noise passes 3 sigma in 0.3 % of pixels, and only
     the excess is kept), but no star, ripple or structure brighter than ``limit`` sigmas can
     be made or erased in one pass, and a model's large errors at bright cores, where the
