@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from napari_astrodenoise import cli
+from napari_astrodenoise.core.tiling import count_tiles
 
 distributed = pytest.importorskip("distributed")
 
@@ -114,12 +116,24 @@ def test_the_python_api_loads_the_model_once_per_worker(tmp_path, random_model_p
         FileJob(str(p), str(tmp_path / f"{p.stem}_out.fits"), options={"tile_size": 32})
         for p in inputs
     ]
-    seen = []
+    seen, tiles = [], []
     outcomes = denoise_files(
-        client, jobs, random_model_path, threads=1, progress=lambda d, t, o: seen.append((d, t))
+        client,
+        jobs,
+        random_model_path,
+        threads=1,
+        progress=lambda d, t, o: seen.append((d, t)),
+        tiles=lambda d, t: tiles.append((d, t)),
     )
     assert [o.status for o in outcomes] == ["done"] * 4
     assert seen[-1] == (4, 4)
+    # the workers' tiles, as they went: 48 x 40 frames in 32 px tiles at 0.25 overlap
+    per_file = count_tiles((48, 40), tile_size=32)
+    deadline = time.monotonic() + 10  # the last events may trail the results
+    while (not tiles or tiles[-1] != (4 * per_file, 4 * per_file)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tiles[-1] == (4 * per_file, 4 * per_file)
+    assert all(d <= t for d, t in tiles)
     loads = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].loads)
     assert sorted(loads.values()) == [1, 1]
     assert {o.worker.split(":")[-1] for o in outcomes} <= {str(p) for p in _pids(client)}

@@ -59,15 +59,34 @@ class ModelPlugin(WorkerPlugin):
         self.loaded = None
 
 
-def on_worker(job: FileJob) -> dict[str, Any]:
-    """A task: one job with the worker's model; where and how long it ran."""
+#: the shortest interval between two tile-progress events of one task, seconds
+_EVENT_INTERVAL = 0.5
+
+
+def on_worker(job: FileJob, topic: str | None = None, index: int = 0) -> dict[str, Any]:
+    """A task: one job with the worker's model; where and how long it ran.
+
+    With a ``topic``, the tiles done are sent to the client as events on it (at most one
+    every half second, and the last one always): ``{"job": index, "done": d, "total": t}``.
+    """
     import socket
 
     from distributed import get_worker
 
-    plugin = get_worker().plugins[PLUGIN_NAME]
+    worker = get_worker()
+    plugin = worker.plugins[PLUGIN_NAME]
+    progress = None
+    if topic is not None:
+        sent = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total or now - sent[0] >= _EVENT_INTERVAL:
+                sent[0] = now
+                worker.log_event(topic, {"job": index, "done": done, "total": total})
+
     start = time.perf_counter()
-    denoise_file(job, plugin.loaded)
+    denoise_file(job, plugin.loaded, progress=progress)
     return {
         "seconds": time.perf_counter() - start,
         "worker": f"{socket.gethostname()}:{os.getpid()}",

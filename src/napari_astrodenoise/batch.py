@@ -390,6 +390,7 @@ def denoise_files(
     threads: int | None = None,
     resume: bool = False,
     progress: Callable[[int, int, FileOutcome], None] | None = None,
+    tiles: Callable[[int, int], None] | None = None,
 ) -> list[FileOutcome]:
     """Denoise files on a dask.distributed cluster; a file that fails does not stop the rest.
 
@@ -411,6 +412,11 @@ def denoise_files(
         (:func:`is_done`, checked here, on the client).
     progress : callable, optional
         ``progress(files_done, files_total, outcome)`` as each file ends.
+    tiles : callable, optional
+        ``tiles(done, total)``: the tiles done on the workers, over the files started so
+        far (out of core, statistics passes and blocks count too), as the workers report
+        them (events on a topic of this run, about twice a second per file). Called from
+        the client's event loop.
 
     Returns
     -------
@@ -437,15 +443,31 @@ def denoise_files(
             progress(len(outcomes), total, outcome)
     if todo:
         client.register_plugin(ModelPlugin(spec, device, threads), name=PLUGIN_NAME)
+        topic = None
+        if tiles is not None:
+            topic = f"astrodenoise-tiles-{time.time_ns()}"
+            counts: dict[int, tuple[int, int]] = {}
+
+            def on_event(event: Any) -> None:
+                msg = event[1]
+                counts[msg["job"]] = (int(msg["done"]), int(msg["total"]))
+                tiles(sum(d for d, _ in counts.values()), sum(t for _, t in counts.values()))
+
+            client.subscribe_topic(topic, on_event)
+        stamp = time.time_ns()
         futures = {
-            client.submit(on_worker, jobs[i], key=f"astrodenoise-{i}-{time.time_ns()}"): i
+            client.submit(on_worker, jobs[i], topic, i, key=f"astrodenoise-{i}-{stamp}"): i
             for i in todo
         }
-        for future in as_completed(futures):
-            i = futures[future]
-            outcomes[i] = _outcome(jobs[i], future)
-            if progress is not None:
-                progress(len(outcomes), total, outcomes[i])
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                outcomes[i] = _outcome(jobs[i], future)
+                if progress is not None:
+                    progress(len(outcomes), total, outcomes[i])
+        finally:
+            if topic is not None:
+                client.unsubscribe_topic(topic)
     return [outcomes[i] for i in range(total)]
 
 

@@ -626,6 +626,13 @@ def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
         bar = stack.enter_context(
             tqdm(total=len(jobs), desc="files", unit="file", disable=args.quiet, file=sys.stderr)
         )
+        tile_bar = stack.enter_context(
+            tqdm(desc="tiles", unit="tile", disable=args.quiet, file=sys.stderr, position=1)
+        )
+
+        def show_tiles(done: int, total: int) -> None:
+            tile_bar.total, tile_bar.n = total, done
+            tile_bar.refresh()
 
         def show(done: int, total: int, outcome: Any) -> None:
             bar.n = done
@@ -638,7 +645,13 @@ def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
         model = Path(args.model)
         model = str(model.resolve()) if model.is_file() else args.model
         outcomes = denoise_files(
-            client, jobs, model, device=args.device, threads=threads, progress=show
+            client,
+            jobs,
+            model,
+            device=args.device,
+            threads=threads,
+            progress=show,
+            tiles=show_tiles,
         )
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
