@@ -148,11 +148,12 @@ class ResUNet(nn.Module):
     def forward(self, x: torch.Tensor, *, inner_dtype: torch.dtype | None = None) -> torch.Tensor:
         """(B, C, H, W) network space in, (B, C', H, W) out (see the class's notes).
 
-        With ``inner_dtype`` (``torch.bfloat16``) every level below the full-resolution one
-        runs under ``torch.autocast`` in that type: about three quarters of the arithmetic.
-        The full-resolution convolutions, their skip connection and the output stay float32,
-        where bfloat16's 8-bit mantissa visibly costs smooth extended signal
-        (``benchmarks/precision.py``).
+        With ``inner_dtype`` (``torch.bfloat16``) everything between the first and the
+        last convolution runs under ``torch.autocast`` in that type: the full-resolution
+        blocks and every level below. The first convolution (from the image) and the last
+        (to the residual) stay float32, and so does the residual's sum with the input,
+        where bfloat16's 8-bit mantissa would round the image itself
+        (``benchmarks/precision.py`` measures the difference).
         """
         h, w = x.shape[-2:]
         m = self.multiple
@@ -161,12 +162,13 @@ class ResUNet(nn.Module):
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             xp = F.pad(x, (0, pw, 0, ph), mode=mode)
-        full = self.encoders[0](self.head(xp))  # full resolution, float32
+        head = self.head(xp)  # float32
         with torch.autocast(
             x.device.type, dtype=inner_dtype or torch.bfloat16, enabled=inner_dtype is not None
         ):
-            inner = self._inner(full)
-        f = self.decoders[0](inner.float() + full)
+            full = self.encoders[0](head)
+            f = self.decoders[0](self._inner(full) + full)
+        f = f.float()
         out = self.tail(f)[..., :h, :w]
         c = self.config.in_channels
         image = x[:, :c] + out[:, :c]
