@@ -4,7 +4,7 @@ Each case runs in a fresh subprocess so that its peak resident memory is its own
 
 - 4096 x 4096 mono and 3 x 2048 x 2048 colour, network space, the same torch model:
   ours with ``blend="gaussian"`` at overlap 0.25 in fp32 and with the network in bf16
-  (``precision="bf16"``: the levels below full resolution), ours with ``blend="none"``, and
+  (``precision="bf16"``: all but the first and last convolutions), ours with ``blend="none"``, and
   MONAI's ``sliding_window_inference`` (mode "gaussian", sigma_scale 0.125, same tile and
   overlap, fp32);
 - end to end: ``denoise()`` on a 6000 x 4000 colour frame at default settings, with
@@ -300,7 +300,8 @@ def main() -> None:
         "- command: `.venv/bin/python benchmarks/bench_tiling.py"
         + (" --quick`" if args.quick else "`"),
         "- limit: the time the network's FLOP alone would take at the fp32 matmul peak "
-        "(the bf16 rows' arithmetic is three quarters bf16; see `ResUNet.forward`)",
+        "(the bf16 rows run all but the first and last convolutions in bf16; see "
+        "`ResUNet.forward`)",
         "",
         "| image | tiler | seconds | MPix/s | peak RSS (MB) | time / MONAI | time / limit |",
         "|---|---|---:|---:|---:|---:|---:|",

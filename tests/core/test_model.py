@@ -76,9 +76,9 @@ def test_a_noise_channel_is_one_more_input_and_no_more_output():
         assert not torch.allclose(model(x)[:, :3], model(x2)[:, :3])  # the map matters
 
 
-def test_a_bf16_inner_keeps_the_full_resolution_level_and_the_identity_exact():
-    """Only the levels below full resolution change with ``inner_dtype``; a zeroed tail is
-    the identity in either number format."""
+def test_a_bf16_inner_keeps_the_identity_exact():
+    """Only the layers between the first and last convolutions change with
+    ``inner_dtype``; a zeroed tail is the identity in either number format."""
     torch.manual_seed(0)
     net = ResUNet(ResUNetConfig(width=8, depth=2)).eval()
     x = torch.randn(2, 3, 40, 56)

@@ -96,7 +96,7 @@ class TilePredictor:
     of each tile and the outputs, mapped back, are averaged: the model's own directional
     errors average out, at ``ensemble`` times the cost.
 
-    With ``precision`` ``"bf16"`` the network's levels below full resolution run in
+    With ``precision`` ``"bf16"`` the network between its first and last convolutions runs in
     bfloat16 (:meth:`~napari_astrodenoise.core.model.ResUNet.forward`'s ``inner_dtype``);
     its output is float32. ``"auto"`` is
     resolved once, by :func:`resolve_precision`, and kept in ``self.precision``.
