@@ -22,6 +22,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 from scipy.optimize import nnls
 
+from napari_astrodenoise.core.strips import strip_workers
+
 if TYPE_CHECKING:
     from napari_astrodenoise.core.stretch import AstroStretch
 
@@ -258,10 +260,14 @@ def fit_noise_profile_of_change(image: np.ndarray, change: np.ndarray) -> NoiseP
 
 
 def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray]) -> NoiseProfile:
-    """The body of :func:`fit_noise_profile`: ``signal_sample(c, step)`` is the strided signal."""
-    sky, floor, slope = (np.zeros(len(x)) for _ in range(3))
-    tail = np.ones((len(x), len(TAIL_SIGMAS)))
-    for c in range(len(x)):
+    """The body of :func:`fit_noise_profile`: ``signal_sample(c, step)`` is the strided signal.
+
+    Channels are fitted on threads, one per core (numpy's sorts and selections release the
+    GIL); each channel's fit is its own, so the result does not depend on the threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fit(c: int) -> tuple[float, float, float, np.ndarray]:
         step = _sample_step(x[c])
         level2d = signal_sample(c, step).astype(np.float64)
         level = level2d.ravel()
@@ -269,14 +275,22 @@ def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray])
             residual = x[c, ::step, ::step].ravel() - level
         keep = np.isfinite(residual) & np.isfinite(level)
         fitted = _fit_samples(level[keep], residual[keep])
-        if fitted is not None:
-            sky[c], floor[c], slope[c] = fitted
-            least = _sky_floor_from_differences(x[c], level2d, step, sky[c], slope[c])
-            floor[c] = max(floor[c], least)
-            sigma = np.sqrt(floor[c] + slope[c] * np.maximum(level[keep] - sky[c], 0.0))
-            tail[c] = _tail_ratios(level[keep], residual[keep], sigma)
-        elif keep.any():
-            sky[c] = float(np.median(level[keep]))
+        if fitted is None:
+            sky = float(np.median(level[keep])) if keep.any() else 0.0
+            return sky, 0.0, 0.0, np.ones(len(TAIL_SIGMAS))
+        sky, floor, slope = fitted
+        floor = max(floor, _sky_floor_from_differences(x[c], level2d, step, sky, slope))
+        sigma = np.sqrt(floor + slope * np.maximum(level[keep] - sky, 0.0))
+        return sky, floor, slope, _tail_ratios(level[keep], residual[keep], sigma)
+
+    workers = strip_workers(len(x))
+    if workers == 1:
+        fits = [fit(c) for c in range(len(x))]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            fits = list(pool.map(fit, range(len(x))))
+    sky, floor, slope = (np.array([f[i] for f in fits], dtype=np.float64) for i in range(3))
+    tail = np.stack([f[3] for f in fits]) if fits else np.ones((0, len(TAIL_SIGMAS)))
     return NoiseProfile(sky=sky, floor=floor, slope=slope, tail=tail)
 
 
