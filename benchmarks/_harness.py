@@ -141,6 +141,27 @@ def tuning_args(
     return p.parse_args(argv)
 
 
+def eval_set_args(description: str, argv: list[str] | None, quick_help: str) -> argparse.Namespace:
+    """The options of a script over ``evaluate.py``'s cases (model, device, scenes, crop,
+    levels, real frames, ``--quick``); ``args.argv`` keeps what was given, for the report.
+
+    ``--quick`` means 2 scenes, 128 px crops, the first level and no real frames.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default="default")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--n-sim", type=int, default=cs.EVAL_N_SIM)
+    p.add_argument("--crop", type=int, default=cs.EVAL_CROP)
+    p.add_argument("--levels", nargs="+", choices=list(cs.LEVELS), default=list(cs.LEVELS))
+    p.add_argument("--no-real", action="store_true", help="no real frames among the cases")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        args.n_sim, args.crop, args.levels, args.no_real = 2, 128, [next(iter(cs.LEVELS))], True
+    return args
+
+
 def tuning_setup(description: str, argv: list[str] | None, extra=None):
     """``(args, model, references)`` of a tuning-set script with the common options."""
     from napari_astrodenoise.core.weights import load_model

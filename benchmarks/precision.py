@@ -30,9 +30,7 @@ import numpy as np
 
 import _harness as hs
 from _cases import (
-    EVAL_CROP,
     EVAL_DIR,
-    EVAL_N_SIM,
     LEVELS,
     NOISE_SEED_BASE,
     make_case,
@@ -133,18 +131,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true", help="2 scenes, 128 px, one level, no real")
-    p.add_argument("--n-sim", type=int, default=EVAL_N_SIM)
-    p.add_argument("--crop", type=int, default=EVAL_CROP)
-    p.add_argument("--levels", nargs="+", choices=list(LEVELS), default=list(LEVELS))
-    p.add_argument("--no-real", action="store_true")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.quick:
-        args.n_sim, args.crop, args.levels, args.no_real = 2, 128, [next(iter(LEVELS))], True
+    args = hs.eval_set_args(__doc__.splitlines()[0], argv, "2 scenes, 128 px, one level, no real")
     lines, ok = run(args)
     name = load_model(args.model, device=args.device).name
     hs.write_results(f"precision_{name}" + ("_quick" if args.quick else ""), lines)

@@ -34,9 +34,7 @@ import numpy as np
 
 import _harness as hs
 from _cases import (
-    EVAL_CROP,
     EVAL_DIR,
-    EVAL_N_SIM,
     LEVELS,
     NOISE_SEED_BASE,
     make_case,
@@ -161,25 +159,14 @@ def synthetic_table(model, args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true", help="sequences, 2 scenes, 128 px, 1 level")
-    p.add_argument("--n-sim", type=int, default=EVAL_N_SIM)
-    p.add_argument("--crop", type=int, default=EVAL_CROP)
-    p.add_argument("--levels", nargs="+", choices=list(LEVELS), default=list(LEVELS))
-    p.add_argument("--no-real", action="store_true", help="no real frames in the synthetic set")
-    args = p.parse_args(argv)
-    given = list(sys.argv[1:] if argv is None else argv)
-    if args.quick:
-        args.n_sim, args.crop, args.levels, args.no_real = 2, 128, [next(iter(LEVELS))], True
+    args = hs.eval_set_args(__doc__.splitlines()[0], argv, "sequences, 2 scenes, 128 px, 1 level")
     model = load_model(args.model, device=args.device)
     label = f"{model.name} (sha256 {model.sha256[:12]})"
     real, ok = real_tables(model, label)
     lines = [
         f"# Each safeguard on and off: {label}",
         "",
-        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/safeguards.py', *given])}`",
+        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/safeguards.py', *args.argv])}`",
         "",
         "One network pass per frame; the safeguards applied to its free prediction. "
         "'off - on' is what turning the safeguard off gives back: a positive number is "

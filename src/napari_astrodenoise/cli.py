@@ -486,7 +486,7 @@ def _output_formats(args: argparse.Namespace, labels: Sequence[str]) -> list[str
         return [args.format or named] * len(labels)
     if getattr(args, "sample", None):
         return ["fits"] * len(labels)
-    return [detect_format(label) or format_of_name(label) or "fits" for label in labels]
+    return [detect_format(label) or "fits" for label in labels]  # bytes, then name
 
 
 def _check_sources(
@@ -664,19 +664,6 @@ def _denoise_on_cluster(args: argparse.Namespace, jobs: list[Any]) -> int:
         file=sys.stderr,
     )
     return EXIT_SOME_FAILED
-
-
-def _drain(gen: Any, *, desc: str, quiet: bool, tqdm: Any) -> Any:
-    """Run a progress generator under a tqdm bar on stderr; return its result."""
-    from napari_astrodenoise.core.progress import drain
-
-    with tqdm(desc=desc, unit="tile", disable=quiet, file=sys.stderr) as bar:
-
-        def show(item: tuple[int, int]) -> None:
-            bar.total, bar.n = item[1], item[0]
-            bar.refresh()
-
-        return drain(gen, on_progress=show)
 
 
 def _cmd_starmask(args: argparse.Namespace) -> None:
