@@ -209,6 +209,31 @@ def test_progress_records_then_the_result(pair, identity_model_path, models_dir)
     assert result.steps == 10 and result.path.is_file()
 
 
+def test_a_plateau_lowers_the_learning_rate_before_stopping(
+    pair, identity_model_path, models_dir, monkeypatch
+):
+    from napari_astrodenoise.finetune import loop
+
+    seen = []
+    monkeypatch.setattr(loop, "validation_loss", lambda *a, **k: 1.0)  # never improves
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    result = finetune(
+        list(pair), base=identity_model_path, name="flat", **_quick(patience=2, learning_rate=1e-3)
+    )
+    plateau = 2 * 5  # patience validations, every 5 steps
+    assert result.stopped == "early" and result.steps == plateau * (loop.LR_DECAYS + 1)
+    rates = [1e-3 * loop.LR_DECAY**k for k in range(loop.LR_DECAYS + 1)]
+    assert seen == pytest.approx([r for r in rates for _ in range(plateau)])
+    record = json.loads(result.path.read_text())["finetune"]
+    assert record["learning_rate_decays"] == loop.LR_DECAYS
+
+
 def test_closing_the_generator_cancels_and_writes_nothing(pair, identity_model_path, models_dir):
     gen = iter_finetune(list(pair), base=identity_model_path, name="gone", **_quick())
     for record in gen:

@@ -196,8 +196,9 @@ def iter_finetune(
     validation_tiles : int, optional
         Fixed tiles the validation loss is measured on (default 32).
     validate_every, patience : int, optional
-        Validate every this many steps (default 50); stop after ``patience`` validations
-        without improvement (default 10).
+        Validate every this many steps (default 50). After ``patience`` validations
+        without improvement (default 10) the learning rate drops to 0.3 times, from the
+        best weights, twice; the third such plateau stops training.
 
     Yields
     ------

@@ -43,6 +43,11 @@ HUBER_SIGMAS = 6.0
 MASK_WEIGHT = 0.05
 #: weight of the Neighbor2Neighbor regulariser
 N2N_GAMMA = 1.0
+#: on a plateau (``patience`` validations with no improvement) the learning rate is
+#: multiplied by this and training goes on from the best weights, this many times before
+#: stopping early
+LR_DECAY = 0.3
+LR_DECAYS = 2
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class TrainOutcome:
     tiles_seen: int
     stopped: str  # "time", "steps" or "early"
     train_s: float
+    lr_decays: int = 0  # plateaus met, each multiplying the learning rate by LR_DECAY
 
 
 def weighted_loss(
@@ -187,9 +193,10 @@ def train(
     The first event (``"baseline"``, step 0) carries the base model's validation loss.
 
     Stops at the time budget (``started`` is the ``time.perf_counter()`` the budget counts
-    from), after ``max_steps``, or when ``patience`` validations in a row bring no
-    improvement. The module ends with the weights of the best validation (the base's if
-    none improved).
+    from), after ``max_steps``, or early: when ``patience`` validations in a row bring no
+    improvement, training goes on from the best weights at ``LR_DECAY`` times the learning
+    rate, up to ``LR_DECAYS`` times, and the next such plateau stops it. The module ends
+    with the weights of the best validation (the base's if none improved).
     """
     import torch
 
@@ -201,7 +208,7 @@ def train(
     best = validation_loss(torch, net, val_batches)
     val_before, best_state, best_step = best, _state(module), 0
     optimiser = torch.optim.Adam(module.parameters(), lr=settings.learning_rate)
-    step, stale, stopped, tiles, losses = 0, 0, "time", 0, []
+    step, stale, stopped, tiles, losses, decays = 0, 0, "time", 0, [], 0
     elapsed = time.perf_counter() - started
     yield TrainEvent("baseline", 0, None, best, best, elapsed, _eta(settings, 0, elapsed, 0.0))
     train_start = time.perf_counter()
@@ -244,8 +251,13 @@ def train(
             _eta(settings, step, elapsed, time.perf_counter() - train_start),
         )
         if stale >= settings.patience:
-            stopped = "early"
-            break
+            if decays == LR_DECAYS:
+                stopped = "early"
+                break
+            decays, stale = decays + 1, 0
+            module.load_state_dict(best_state)
+            for group in optimiser.param_groups:
+                group["lr"] *= LR_DECAY
     if step and step % settings.validate_every:  # the last steps' weights get a say too
         val = validation_loss(torch, net, val_batches)
         if val < best:
@@ -261,6 +273,7 @@ def train(
         tiles,
         stopped,
         time.perf_counter() - train_start,
+        decays,
     )
 
 

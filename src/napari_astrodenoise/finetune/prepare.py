@@ -135,6 +135,7 @@ def training_record(
         "seed": int(seed),
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
+        "learning_rate_decays": outcome.lr_decays,
         "budget_s": settings.budget_s,
         "max_steps": settings.max_steps,
         "validation": {
