@@ -36,7 +36,11 @@ def _fit(identity_model, monkeypatch, error_by_scale: dict[float, float], seed: 
 
     monkeypatch.setattr(pipeline, "denoise", fake_denoise)
     gen = iter_calibrate(
-        identity_model, SubExposure(frame, "f1"), (0, 120, 0, 100), target[None], slice(60, None)
+        identity_model,
+        SubExposure(frame, "f1"),
+        (0, 120, 0, 100),
+        target[None, 60:],
+        slice(60, None),
     )
     messages = []
     while True:
@@ -75,10 +79,14 @@ def test_a_difference_within_the_noise_keeps_the_strong_lock(identity_model, mon
 
 def test_the_target_is_independent_of_frame_one():
     class S:
-        def __init__(self, v):
-            self.planes = np.full((1, 2, 2), v, np.float32)
+        def __init__(self, *values):
+            self.planes = np.array(values, np.float32).reshape(1, 3, 1)
 
-    sources = [S(1.0), S(2.0), S(4.0)]
-    assert held_out_target(sources, "single") is None
-    np.testing.assert_array_equal(held_out_target(sources, "all"), np.full((1, 2, 2), 3.0))
-    np.testing.assert_array_equal(held_out_target(sources[:2], "half-stacks"), sources[1].planes)
+    nan = np.nan
+    sources = [S(1, 1, 1), S(2, nan, 2), S(4, 6, nan)]
+    rows = slice(1, None)
+    assert held_out_target(sources, "single", rows) is None
+    mean = held_out_target(sources, "all", rows)  # frame 1 left out, NaN ignored, rows only
+    np.testing.assert_array_equal(mean, np.array([6.0, 2.0], np.float32).reshape(1, 2, 1))
+    half = held_out_target(sources[:2], "half-stacks", rows)
+    np.testing.assert_array_equal(half, sources[1].planes[:, 1:])

@@ -259,7 +259,8 @@ def iter_finetune(
 
     torch.manual_seed(seed)
     module = _trainable_copy(loaded)
-    target = held_out_target(sampler.sources, record["mode"])
+    held_out = slice(sampler.split, None)
+    target = held_out_target(sampler.sources, record["mode"], held_out)
     reserve = 0.0 if target is None else calibration_reserve_s(subs[0], 60.0 * minutes)
     settings = TrainSettings(
         batch_size=batch_size,
@@ -282,9 +283,7 @@ def iter_finetune(
     fitted = {}
     if target is not None:
         tuned = dataclasses.replace(loaded, module=module, name=name)
-        calibration = iter_calibrate(
-            tuned, subs[0], registration.boxes[0], target, slice(sampler.split, None)
-        )
+        calibration = iter_calibrate(tuned, subs[0], registration.boxes[0], target, held_out)
         fit = yield from relay(calibration, lambda text: report.setup("calibrate", text))
         record["flux_lock_fit"] = fit
         fitted = {"flux_lock": fit["chosen"]}

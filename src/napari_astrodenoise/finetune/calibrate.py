@@ -53,15 +53,25 @@ def reserve_s(frame: SubExposure, budget_s: float) -> float:
     return min(0.25 * budget_s, len(LOCK_SCALES) * per_run)
 
 
-def held_out_target(sources: list[Any], mode: str) -> np.ndarray | None:
-    """(P, h, w) target independent of frame 1's noise; None for a single frame."""
+def held_out_target(sources: list[Any], mode: str, rows: slice) -> np.ndarray | None:
+    """(P, n, w) target on ``rows``, independent of frame 1's noise; None for a single frame.
+
+    The mean of the other frames (pairs, NaN ignored) or the other half stack, summed a
+    frame at a time: the validation rows alone, one frame's rows in memory at a time.
+    """
     if mode == "single":
         return None
     if mode == "half-stacks":
-        return sources[1].planes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-        return np.nanmean(np.stack([s.planes for s in sources[1:]]), axis=0)
+        return np.array(sources[1].planes[:, rows], dtype=np.float32)
+    total = count = None
+    for source in sources[1:]:
+        part = source.planes[:, rows]
+        ok = np.isfinite(part)
+        value = np.where(ok, part, 0.0).astype(np.float64)
+        total = value if total is None else total + value
+        count = ok.astype(np.int32) if count is None else count + ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(np.float32)  # NaN where no frame has the pixel
 
 
 def iter_calibrate(
@@ -82,7 +92,8 @@ def iter_calibrate(
     box : tuple of int
         Frame 1's crop to the common area ``(y0, y1, x0, x1)``.
     target : ndarray
-        (P, h, w) independent target on the common area's planes, at frame 1's level.
+        (P, n, w) independent target on the validation rows of the common area's planes
+        (:func:`held_out_target`), at frame 1's level.
     rows : slice
         The validation rows of the planes.
 
@@ -103,7 +114,6 @@ def iter_calibrate(
     planes = split_planes(frame.data[y0:y1, x0:x1], bayer=bayer)
     profile = prefit_noise_profile(planes)
     scale = _noise_scale(planes, profile)[:, rows]
-    target = target[:, rows]
     started = time.perf_counter()
     rhos = []
     for s in LOCK_SCALES:
