@@ -171,21 +171,6 @@ def random_model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fitted_model_path(random_model_path, tmp_path_factory):
-    """The random test model as fine-tuning leaves one: with a fitted flux lock of 24 px."""
-    import json
-    import shutil
-
-    folder = tmp_path_factory.mktemp("fitted")
-    weights = folder / "fitted-test.safetensors"
-    shutil.copy(random_model_path, weights)
-    config = json.loads(random_model_path.with_suffix(".json").read_text())
-    config.update(name="fitted-test", weights_file=weights.name, options={"flux_lock": 24.0})
-    weights.with_suffix(".json").write_text(json.dumps(config))
-    return weights
-
-
-@pytest.fixture(scope="session")
 def random_model(random_model_path):
     from napari_astrodenoise.core.weights import load_model
 

@@ -142,17 +142,3 @@ def test_the_python_api_loads_the_model_once_per_worker(tmp_path, random_model_p
 
 def _pids(client):
     return client.run(os.getpid).values()
-
-
-def test_a_jobs_settings_take_the_models_fitted_values_where_none_is_given():
-    from napari_astrodenoise.batch import FileJob
-
-    plain = FileJob(input="a.fits", output="b.fits")
-    fitted = {"flux_lock": 24.0}
-    assert plain.settings()["options"]["flux_lock"] == 8.0
-    assert plain.settings(fitted)["options"]["flux_lock"] == 24.0
-    # what decides "done" is what runs: the fitted value, or the one given over it
-    assert plain.digest("sha", fitted) != plain.digest("sha")
-    assert plain.digest("sha", fitted) == FileJob("a.fits", "b.fits", options=fitted).digest("sha")
-    given = FileJob("a.fits", "b.fits", options={"flux_lock": 8.0})
-    assert given.digest("sha", fitted) == plain.digest("sha")

@@ -67,18 +67,6 @@ def test_denoise_writes_fits_with_header_and_provenance(tmp_path, capsys, random
     assert "in.fits" in history and random_model.sha256[:16] in history
 
 
-def test_a_fine_tuned_models_fitted_flux_lock_applies_unless_given(
-    tmp_path, capsys, fitted_model_path
-):
-    _sky_file(tmp_path / "in.fits")
-    argv = ["denoise", tmp_path / "in.fits", "--model", fitted_model_path, "--tile-size", "32"]
-    assert _run(capsys, *argv, "-o", tmp_path / "a.fits", "--quiet")[0] == 0
-    assert fits.getheader(tmp_path / "a.fits")["ADFLUXLK"] == 24.0
-    given = ("-o", tmp_path / "b.fits", "--flux-lock", "8", "--quiet")
-    assert _run(capsys, *argv, *given)[0] == 0
-    assert fits.getheader(tmp_path / "b.fits")["ADFLUXLK"] == 8.0
-
-
 def test_colour_cube_comes_back_as_a_colour_cube(tmp_path, capsys, random_model):
     _sky_file(tmp_path / "rgb.fits", shape=(3, 40, 48))
     code, *_ = _run(

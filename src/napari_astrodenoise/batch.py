@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_astrodenoise.core.options import DENOISE, defaults
-from napari_astrodenoise.core.weights import model_options
+from napari_astrodenoise.core.options import DENOISE
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.weights import LoadedModel
@@ -93,14 +92,9 @@ class FileJob:
     compress: bool = False
     tiff_bits: int = 32
 
-    def settings(self, fitted: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Every option, the HDU and the output's form.
-
-        An option not given takes the model's fitted value (``fitted``, from
-        :func:`~napari_astrodenoise.core.weights.model_options`), else its default.
-        """
-        base = {**defaults(), **(fitted or {})}
-        options = {o.name: self.options.get(o.name, base[o.name]) for o in DENOISE}
+    def settings(self) -> dict[str, Any]:
+        """Every option (defaults filled in), the HDU and the output's form."""
+        options = {o.name: self.options.get(o.name, o.default) for o in DENOISE}
         return {
             "options": options,
             "hdu": self.hdu,
@@ -109,9 +103,9 @@ class FileJob:
             "tiff_bits": self.tiff_bits,
         }
 
-    def digest(self, model_sha256: str, fitted: Mapping[str, Any] | None = None) -> str:
+    def digest(self, model_sha256: str) -> str:
         """sha256 of the model's sha256 and :meth:`settings` (the output's ``ADSETSHA``)."""
-        text = json.dumps({"model": model_sha256, **self.settings(fitted)}, sort_keys=True)
+        text = json.dumps({"model": model_sha256, **self.settings()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -139,7 +133,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def is_done(job: FileJob, model_sha256: str, fitted: Mapping[str, Any] | None = None) -> bool:
+def is_done(job: FileJob, model_sha256: str) -> bool:
     """Whether ``job.output`` exists with the provenance this job would give it.
 
     The same input bytes (``ADINSHA``), the same model and settings (``ADSETSHA``); an
@@ -154,7 +148,7 @@ def is_done(job: FileJob, model_sha256: str, fitted: Mapping[str, Any] | None = 
         header = read_image(job.output, lazy=True)[0].header
     except (ImageReadError, OSError):
         return False
-    return header.get("ADSETSHA") == job.digest(model_sha256, fitted) and header.get(
+    return header.get("ADSETSHA") == job.digest(model_sha256) and header.get(
         "ADINSHA"
     ) == file_sha256(job.input)
 
@@ -226,7 +220,7 @@ def denoise_file(
     image = image_of(job)
     memory = machine_memory() if job.memory is None else job.memory
     sha = None if job.sample else file_sha256(job.input)
-    cards = {"ADSETSHA": (job.digest(loaded.sha256, model_options(loaded)), "")}
+    cards = {"ADSETSHA": (job.digest(loaded.sha256), "")}
     if sha is not None:
         cards["ADINSHA"] = (sha, "")
     if too_big(image, memory):
@@ -244,8 +238,8 @@ def in_memory(image: FitsImage) -> Any:
     return np.asarray(image.data)
 
 
-def _options(job: FileJob, loaded: LoadedModel) -> dict[str, Any]:
-    return job.settings(model_options(loaded))["options"]
+def _options(job: FileJob) -> dict[str, Any]:
+    return job.settings()["options"]
 
 
 def _channel_axis(image: FitsImage) -> int | None:
@@ -271,7 +265,7 @@ def _in_memory(
         bayer=image.bayer_pattern is not None,
         batch_size=job.batch_size,
         model_mask=False,  # the file holds the image alone: one plane less in memory
-        **_options(job, loaded),
+        **_options(job),
     )
     result = drain(gen, on_progress=None if progress is None else lambda item: progress(*item))
     meta = result.provenance()
@@ -330,7 +324,7 @@ def _streamed(
         batch_size=job.batch_size,
         memory=memory,
         spill_dir=out.parent,
-        **_options(job, loaded),
+        **_options(job),
     )
     blocks = len(run.blocks)
     try:
@@ -435,12 +429,11 @@ def denoise_files(
     from napari_astrodenoise.core.predictor import as_loaded
 
     spec = _model_spec(model)
-    here = as_loaded(model, "cpu") if resume else None
-    sha, fitted = (here.sha256, model_options(here)) if here is not None else ("", {})
+    sha = as_loaded(model, "cpu").sha256 if resume else ""
     outcomes: dict[int, FileOutcome] = {}
     todo = []
     for i, job in enumerate(jobs):
-        if resume and is_done(job, sha, fitted):
+        if resume and is_done(job, sha):
             outcomes[i] = FileOutcome(job, "skipped", "its output is done")
         else:
             todo.append(i)

@@ -288,13 +288,7 @@ def _add_options(p: Any, group: Sequence[Option]) -> None:
             extra = {"choices": o.choices, "metavar": listed if fits else "MODE"}
         else:
             extra = {"metavar": o.unit.upper() or ("N" if o.kind is int else "X")}
-        # None when not given: the model's fitted value or the option's default applies
-        p.add_argument(o.flag, type=_parse(o), default=None, help=o.summary(), **extra)
-
-
-def _given(args: argparse.Namespace, group: Sequence[Option]) -> dict[str, Any]:
-    """The options of ``group`` given on the command line."""
-    return {o.name: getattr(args, o.name) for o in group if getattr(args, o.name) is not None}
+        p.add_argument(o.flag, type=_parse(o), default=o.default, help=o.summary(), **extra)
 
 
 def _whole(minimum: int) -> Any:
@@ -559,7 +553,7 @@ def _job(args: argparse.Namespace, label: str, out: Path, chosen: str) -> Any:
         file_format=chosen,
         hdu=args.hdu,
         sample=bool(getattr(args, "sample", None)),
-        options=_given(args, DENOISE),
+        options={o.name: getattr(args, o.name) for o in DENOISE},
         batch_size=args.batch_size,
         memory=args.memory,
         overwrite=args.overwrite,
@@ -571,11 +565,10 @@ def _job(args: argparse.Namespace, label: str, out: Path, chosen: str) -> Any:
 def _resumed(args: argparse.Namespace, jobs: list[Any], loaded: Any) -> list[Any]:
     """The jobs whose outputs are not done yet (the others are said)."""
     from napari_astrodenoise.batch import is_done
-    from napari_astrodenoise.core.weights import model_options
 
     left = []
     for job in jobs:
-        if is_done(job, loaded.sha256, model_options(loaded)):
+        if is_done(job, loaded.sha256):
             print(f"{job.input} -> {job.output} (done before: skipped)")
         else:
             left.append(job)
@@ -719,14 +712,14 @@ def _cmd_seams(args: argparse.Namespace) -> None:
             channel_axis=_channel_axis(image),
             bayer=image.bayer_pattern is not None,
             reference=args.reference,
-            **_given(args, TILING),
+            **{o.name: getattr(args, o.name) for o in TILING},
         )
         print(f"{Path(label).name}: {seam_verdict(report.seam_sigma)}")
         if args.output is not None:
             history = [
                 f"napari-astrodenoise tile-seam difference map of {label} ({args.reference} "
-                f"reference): tile {report.tile_size}, overlap {report.overlap:g}, blend "
-                f"{report.blend}; seam RMS = {report.seam_sigma:.4g} noise sigma"
+                f"reference): tile {args.tile_size}, overlap {args.overlap:g}, blend "
+                f"{args.blend}; seam RMS = {report.seam_sigma:.4g} noise sigma"
             ]
             _write(
                 args,
@@ -778,11 +771,9 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
             result = drain(gen, on_progress=show)
     finally:
         gen.close()  # an interrupted run writes nothing
-    fitted = result.model.config.get("options", {}).get("flux_lock")
-    lock = "" if fitted is None else f", flux lock fitted to {fitted:g} px"
     print(
         f"{result.name} -> {result.path} (validation loss {result.val_loss_before:.4f} -> "
-        f"{result.val_loss_after:.4f}, {result.steps} steps, {result.wall_time_s:.0f} s{lock})"
+        f"{result.val_loss_after:.4f}, {result.steps} steps, {result.wall_time_s:.0f} s)"
     )
 
 

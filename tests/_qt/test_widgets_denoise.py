@@ -437,14 +437,3 @@ def test_the_display_setting_is_saved(widget):
     assert widget.auto_stretch.value is True
     widget.auto_stretch.value = False
     assert auto_stretch() is False
-
-
-def test_choosing_a_fine_tuned_model_shows_its_fitted_flux_lock(
-    viewer, widget, fitted_model_path, random_model_path
-):
-    assert widget.flux_lock.value == defaults()["flux_lock"]
-    widget.picker.model_file.value = fitted_model_path
-    assert widget.flux_lock.value == 24.0  # what this run will use, shown where it is set
-    assert "fitted" in widget.status.value
-    widget.picker.model_file.value = random_model_path
-    assert widget.flux_lock.value == defaults()["flux_lock"]

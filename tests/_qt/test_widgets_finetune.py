@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 
@@ -34,8 +32,6 @@ def test_finetune_plots_the_loss_saves_the_model_and_selects_it(widgets, models_
     assert tuner.curves.val and tuner.curves.val[0][0] == 0  # the base model's loss first
     assert tuner.plot.axes.lines  # the plot shows them
     assert denoiser.picker.model.value == "my-camera"  # ready to run
-    fitted = json.loads((models_dir / "my-camera.json").read_text())["options"]
-    assert denoiser.flux_lock.value == fitted["flux_lock"]  # with its own fitted flux lock
     assert "selected for denoising" in tuner.status.value
 
 

@@ -188,17 +188,3 @@ def noise_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "noise-test.safetensors"
     save_model(module, path, name="noise-test", softening=3.0)
     return load_model(path)
-
-
-def test_dask_denoise_takes_the_models_fitted_safeguards(fitted_model_path):
-    import dask.array as da
-
-    from napari_astrodenoise.core.weights import load_model
-
-    image = da.from_array(np.random.default_rng(2).normal(100, 5, (70, 60)).astype(np.float32))
-    fitted = load_model(fitted_model_path)
-    run = OutOfCoreRun(image, model=fitted, tile_size=32)
-    assert run.options["flux_lock"] == run.safeguards["flux_lock"] == 24.0
-    assert run.align == lock_block(24.0, run.options["lock_threshold"])
-    given = OutOfCoreRun(image, model=fitted, tile_size=32, flux_lock=8.0)
-    assert given.safeguards["flux_lock"] == 8.0

@@ -253,20 +253,3 @@ def test_a_noise_channel_model_tiles_without_seams(noise_models, sky):
     assert smooth.diff.shape == (3, 160, 160)
     assert smooth.noise_sigma == pytest.approx(10.0, rel=0.1)  # the image's, not the map's
     assert smooth.seam_sigma < 0.5 * naive.seam_sigma
-
-
-def test_a_models_fitted_safeguards_apply_unless_the_caller_gives_them(
-    fitted_model_path, random_model, sky
-):
-    from napari_astrodenoise.core.weights import load_model
-
-    image = sky((64, 64))
-    fitted = load_model(fitted_model_path)
-    run = drain(iter_denoise(image, model=fitted, tile_size=32))
-    assert run.settings["flux_lock"] == 24.0
-    assert run.provenance()["provenance"]["ADFLUXLK"][0] == 24.0
-    same = denoise(image, model=random_model, tile_size=32, flux_lock=24.0)
-    np.testing.assert_array_equal(run.output(), same)  # the same weights, the same lock
-    given = drain(iter_denoise(image, model=fitted, tile_size=32, flux_lock=8.0))
-    assert given.settings["flux_lock"] == 8.0
-    np.testing.assert_array_equal(given.output(), denoise(image, model=random_model, tile_size=32))

@@ -151,23 +151,3 @@ def test_saving_leaves_no_temporary_files(tmp_path):
     save_model(_module(), tmp_path / "m.safetensors")  # replaced in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
-
-
-def test_a_model_carries_its_fitted_safeguards_and_bad_ones_are_refused(tmp_path):
-    path = tmp_path / "m.safetensors"
-    config_path = save_model(_module(), path, extra={"options": {"flux_lock": 32.0}})
-    loaded = load_model(path)
-    assert weights.model_options(loaded) == {"flux_lock": 32.0}
-    assert weights.fitted_options(config_path) == {"flux_lock": 32.0}
-    plain = load_model(save_model(_module(), tmp_path / "n.safetensors"))
-    assert weights.model_options(plain) == {}
-    config = json.loads(config_path.read_text())
-    for options, fault in (
-        ({"flux_lock": -1.0}, "flux_lock must be"),
-        ({"strength": 0.5}, "not a safeguard option"),
-        ([32.0], "not a JSON object"),
-    ):
-        config_path.write_text(json.dumps({**config, "options": options}))
-        with pytest.raises(weights.ModelFileError, match=fault) as info:
-            load_model(path)
-        assert "\n" not in str(info.value) and "m.json" in str(info.value)

@@ -37,7 +37,7 @@ from napari_astrodenoise._widgets._common import (
 from napari_astrodenoise._widgets._models import ModelPicker
 from napari_astrodenoise._widgets._options import option_controls, option_values
 from napari_astrodenoise.core.checks import image_warnings
-from napari_astrodenoise.core.options import DENOISE, OUTPUT, SAFEGUARDS, option
+from napari_astrodenoise.core.options import DENOISE, OUTPUT
 from napari_astrodenoise.settings import auto_stretch as auto_stretch_setting
 from napari_astrodenoise.settings import set_auto_stretch
 
@@ -191,23 +191,6 @@ class DenoiseWidget(Panel):
         for o in OUTPUT:  # strength and star protection re-blend without the network
             self.controls[o.name].changed.connect(self._reblend)
         self.star_mask.changed.connect(self._mask_changed)
-        self.picker.model.changed.connect(self._model_changed)
-        self.picker.model_file.changed.connect(self._model_changed)
-        self._model_changed()
-
-    def _model_changed(self, *_: Any) -> None:
-        """Show the safeguard values the chosen model brings (fine-tuned), else the defaults."""
-        from napari_astrodenoise.core.weights import fitted_options
-
-        try:
-            fitted = fitted_options(self.picker.spec()[0])
-        except (ValueError, LookupError, OSError):  # no file chosen, not a model, none found
-            fitted = {}
-        for o in SAFEGUARDS:
-            self.controls[o.name].value = fitted.get(o.name, o.default)
-        if fitted:
-            said = ", ".join(f"{option(k).label} {v:g}" for k, v in fitted.items())
-            self.status.value = f"this model's fitted safeguards: {said}"
 
     def reset_choices(self, *args: Any) -> None:
         """Refresh the layer lists, the Advanced section's star mask chooser included."""

@@ -118,7 +118,6 @@ class OutOfCoreRun:
         **options: Any,
     ) -> None:
         from napari_astrodenoise.core.pipeline import check_batch_size
-        from napari_astrodenoise.core.weights import model_options
 
         self.options = resolve(options, DENOISE, caller="denoise")
         if bayer:
@@ -141,8 +140,6 @@ class OutOfCoreRun:
         self.channels = 1 if channel_axis is None else image.shape[channel_axis]
         self.height, self.width = self.plane_map.plane_shape
         self.loaded = as_loaded(model, device)
-        # the safeguard values the model carries, where the caller gave none
-        self.options = resolve({**model_options(self.loaded), **options}, DENOISE)
         self.batch_size = batch_size
         self.safeguards = {o.name: self.options[o.name] for o in SAFEGUARDS}
         self.tiling = {o.name: self.options[o.name] for o in TILING}

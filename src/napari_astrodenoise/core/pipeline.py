@@ -54,7 +54,6 @@ from napari_astrodenoise.core.safeguards import guard_change
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW
 from napari_astrodenoise.core.stretch import AstroStretch, fit_stretch
 from napari_astrodenoise.core.strips import row_strips, strip_rows
-from napari_astrodenoise.core.weights import model_options
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.diagnostics import SeamReport
@@ -364,16 +363,13 @@ def iter_denoise(
     if is_dask_array(image):
         msg = "iter_denoise takes an array in memory; denoise() takes a dask array out of core"
         raise ValueError(msg)
-    resolve(options, DENOISE, caller="iter_denoise")  # a bad option fails before loading
-    check_batch_size(batch_size)
-    loaded = as_loaded(model, device)
-    o = resolve({**model_options(loaded), **options}, DENOISE, caller="iter_denoise")
+    o = resolve(options, DENOISE, caller="iter_denoise")
     image, input_mask, masked_data = _unmask(image)
     plane_map, chw, work, network_in, predictor, settings = _prepare(
         image,
         channel_axis=channel_axis,
         bayer=bayer,
-        model=loaded,
+        model=model,
         device=device,
         batch_size=batch_size,
         ensemble=o["ensemble"],

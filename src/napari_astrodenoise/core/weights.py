@@ -373,45 +373,7 @@ def read_config(config_path: Path) -> dict:
         fault = "the config has no positive 'normalization'/'softening'"
         raise ModelFileError(config_path, fault)
     config["normalization"]["softening"] = float(softening)
-    _check_model_options(config_path, config.get("options", {}))
     return config
-
-
-def _check_model_options(config_path: Path, options: object) -> None:
-    """A config's ``options``: safeguard values fitted for the model, each in its range."""
-    from napari_astrodenoise.core.options import SAFEGUARDS
-
-    if not isinstance(options, dict):
-        raise ModelFileError(config_path, "the config's 'options' is not a JSON object")
-    known = {o.name: o for o in SAFEGUARDS}
-    for key, value in options.items():
-        if key not in known:
-            fault = f"the config's 'options' names {key!r}, not a safeguard option"
-            raise ModelFileError(config_path, fault)
-        try:
-            known[key].check(value)
-        except ValueError as exc:
-            raise ModelFileError(config_path, f"the config's 'options': {exc}") from exc
-
-
-def fitted_options(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """:func:`model_options` of a model not loaded: read from its JSON config alone.
-
-    Raises
-    ------
-    ModelNotFoundError, ModelFileError
-        As :func:`load_model` does for the config.
-    """
-    return dict(read_config(_resolve(name_or_path)).get("options", {}))
-
-
-def model_options(loaded: LoadedModel) -> dict[str, Any]:
-    """The safeguard values a model carries (fitted to its own data by fine-tuning).
-
-    A run with this model takes them in place of the defaults; an option the caller gives
-    still wins. Empty for the shipped models.
-    """
-    return dict(loaded.config.get("options", {}))
 
 
 #: how a pickle (``torch.save``) starts: protocol 2+ opcode, or the zip of torch >= 1.6

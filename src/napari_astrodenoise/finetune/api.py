@@ -5,15 +5,11 @@ frames are registered by whole-pixel shifts (no pixel resampled), cropped to the
 area and matched in level; the base model then learns each frame from another (or one
 half-stack from the other, or for one frame of white noise, one Neighbor2Neighbor sub-sample
 from the other), and the result is written to the user model directory as a model that
-:func:`~napari_astrodenoise.core.weights.load_model` finds by name. With two or more frames
-the flux lock's scale is then fitted on the held-out strip
-(:mod:`~napari_astrodenoise.finetune.calibrate`) and carried by the model as its own
-``flux_lock``: runs with the model take it unless they give one.
+:func:`~napari_astrodenoise.core.weights.load_model` finds by name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -27,8 +23,6 @@ import numpy as np
 
 from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.weights import LoadedModel
-from napari_astrodenoise.finetune.calibrate import held_out_target, iter_calibrate
-from napari_astrodenoise.finetune.calibrate import reserve_s as calibration_reserve_s
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
 from napari_astrodenoise.finetune.loop import TrainEvent, TrainOutcome, TrainSettings, train
 from napari_astrodenoise.finetune.prepare import (
@@ -159,8 +153,7 @@ def iter_finetune(
 ) -> Generator[FinetuneProgress, None, FinetuneResult]:
     """Fine-tune ``base`` on sub-exposures of one target, yielding progress records.
 
-    Closing the generator before it returns cancels: nothing is written. The time budget
-    includes fitting the flux lock (four runs over the first frame, at the end).
+    Closing the generator before it returns cancels: nothing is written.
 
     Parameters
     ----------
@@ -231,7 +224,7 @@ def iter_finetune(
 
     loaded = _load_base(base, device)
     name = name or f"{loaded.name}-ft-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path = weights.user_model_path(name, overwrite=overwrite)
+    target = weights.user_model_path(name, overwrite=overwrite)
     report = _Reporter(started, 60.0 * minutes, max_steps)
 
     yield report.setup("read", f"reading {len(frames)} frame(s)")
@@ -259,13 +252,10 @@ def iter_finetune(
 
     torch.manual_seed(seed)
     module = _trainable_copy(loaded)
-    held_out = slice(sampler.split, None)
-    target = held_out_target(sampler.sources, record["mode"], held_out)
-    reserve = 0.0 if target is None else calibration_reserve_s(subs[0], 60.0 * minutes)
     settings = TrainSettings(
         batch_size=batch_size,
         learning_rate=learning_rate,
-        budget_s=60.0 * minutes - reserve,
+        budget_s=60.0 * minutes,
         max_steps=max_steps,
         validate_every=validate_every,
         patience=patience,
@@ -280,27 +270,20 @@ def iter_finetune(
         started=started,
     )
     outcome = yield from report.training(loop)
-    fitted = {}
-    if target is not None:
-        tuned = dataclasses.replace(loaded, module=module, name=name)
-        calibration = iter_calibrate(tuned, subs[0], registration.boxes[0], target, held_out)
-        fit = yield from relay(calibration, lambda text: report.setup("calibrate", text))
-        record["flux_lock_fit"] = fit
-        fitted = {"flux_lock": fit["chosen"]}
-    yield report.done(f"saving model {name!r} to {path.parent}", outcome)
+    yield report.done(f"saving model {name!r} to {target.parent}", outcome)
     record.update(training_record(outcome, loaded, subs, settings, seed=seed, started=started))
     weights.user_model_path(name, overwrite=overwrite)  # again: another run may have saved it
-    saved = weights.save_model(
+    path = weights.save_model(
         module,
-        path,
+        target,
         name=name,
         softening=loaded.softening,
-        extra=model_extra(record, loaded.name, fitted),
+        extra=model_extra(record, loaded.name),
     )
     return FinetuneResult(
-        weights.load_model(saved, device=loaded.device),
+        weights.load_model(path, device=loaded.device),
         name,
-        saved,
+        path,
         outcome.val_before,
         outcome.val_after,
         outcome.steps,

@@ -148,12 +148,8 @@ def training_record(
     }
 
 
-def model_extra(record: dict, base_name: str, fitted: dict | None = None) -> dict:
-    """The JSON fields a fine-tuned model carries beside its architecture.
-
-    ``fitted``: safeguard values fitted to the frames (``{"flux_lock": 32.0}``), which runs
-    with the model take in place of the defaults.
-    """
+def model_extra(record: dict, base_name: str) -> dict:
+    """The JSON fields a fine-tuned model carries beside its architecture."""
     inputs = record["inputs"]
     listed = ", ".join(i["name"] for i in inputs[:4]) + (" ..." if len(inputs) > 4 else "")
     return {
@@ -161,6 +157,5 @@ def model_extra(record: dict, base_name: str, fitted: dict | None = None) -> dic
             f"{base_name} fine-tuned ({record['mode']}) on {len(inputs)} sub-exposure(s): {listed}"
         ),
         "origin": "user",
-        "options": dict(fitted or {}),
         "finetune": record,
     }
