@@ -261,9 +261,7 @@ def display_kwargs(data: np.ndarray, *, rgb: bool) -> dict[str, Any]:
 
 
 def _contrast_sample(image: FitsImage) -> Any:
-    """The pixels `default_contrast_limits` looks at; of a lazy image, only those are read."""
-    if image.lazy_rows is None:
-        return image.data
+    """Of a lazy image, the pixels `default_contrast_limits` looks at: only those are read."""
     step = max(1, math.ceil(math.sqrt(image.data.size / CONTRAST_SAMPLE)))
     return image.lazy_rows.strided(step)[(slice(None),) * image.data.ndim]
 

@@ -112,7 +112,7 @@ def _denoise_parser(sub: Any) -> None:
     )
     p.add_argument("--model", default="default", metavar="NAME", help=_MODEL_HELP)
     _add_options(p, OUTPUT)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     advanced = p.add_argument_group("advanced (the defaults are safe)")
     advanced.add_argument(
@@ -196,7 +196,7 @@ def _seams_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="FITS file for the seam map")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--model", default="default", metavar="NAME", help=_MODEL_HELP)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     advanced = p.add_argument_group("advanced (the defaults are safe)")
     _add_options(advanced, TILING)
     advanced.add_argument(
@@ -225,7 +225,7 @@ def _finetune_parser(sub: Any) -> None:
     p.add_argument(
         "--minutes", type=_above(0.0), default=10.0, help="time budget in minutes (default 10)"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     advanced = p.add_argument_group("advanced (the defaults are safe)")
     pairing = advanced.add_mutually_exclusive_group()
@@ -247,6 +247,7 @@ def _finetune_parser(sub: Any) -> None:
 
 
 _MODEL_HELP = "shipped or own model, or a model file"
+_DEVICE_HELP = "auto, cpu, cuda or mps (default auto)"
 
 
 def _add_inputs(p: argparse.ArgumentParser, *, sample: bool = False) -> None:

@@ -321,10 +321,9 @@ class DenoiseWidget(Panel):
         layer = unwrap(self.image.value)
         channel_axis(layer)
         astro_stretch(layer)
-        for role in ("denoised",):
-            other = find_layer(self._viewer, f"{layer.name} {role}")
-            if other is not None and isinstance(other, napari.layers.Image):
-                share_display(layer, other)
+        denoised = find_layer(self._viewer, f"{layer.name} denoised")
+        if isinstance(denoised, napari.layers.Image):
+            share_display(layer, denoised)
 
     # ------------------------------------------------------------------ re-blend
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 from scipy.optimize import nnls
 
-from napari_astrodenoise.core.strips import strip_workers
+from napari_astrodenoise.core.strips import thread_map
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.stretch import AstroStretch
@@ -265,7 +265,6 @@ def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray])
     Channels are fitted on threads, one per core (numpy's sorts and selections release the
     GIL); each channel's fit is its own, so the result does not depend on the threads.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     def fit(c: int) -> tuple[float, float, float, np.ndarray]:
         step = _sample_step(x[c])
@@ -283,12 +282,7 @@ def _fit_profile(x: np.ndarray, signal_sample: Callable[[int, int], np.ndarray])
         sigma = np.sqrt(floor + slope * np.maximum(level[keep] - sky, 0.0))
         return sky, floor, slope, _tail_ratios(level[keep], residual[keep], sigma)
 
-    workers = strip_workers(len(x))
-    if workers == 1:
-        fits = [fit(c) for c in range(len(x))]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            fits = list(pool.map(fit, range(len(x))))
+    fits = thread_map(fit, range(len(x)))
     sky, floor, slope = (np.array([f[i] for f in fits], dtype=np.float64) for i in range(3))
     tail = np.stack([f[3] for f in fits]) if fits else np.ones((0, len(TAIL_SIGMAS)))
     return NoiseProfile(sky=sky, floor=floor, slope=slope, tail=tail)

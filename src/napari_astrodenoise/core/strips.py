@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: pixels per strip: 2 Mi pixels, an 8 MiB float32 temporary per intermediate
 STRIP_PIXELS = 1 << 21
@@ -26,21 +30,26 @@ def strip_workers(n_strips: int) -> int:
     return max(1, min(n_strips, os.cpu_count() or 1))
 
 
+def thread_map(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[work(item) for item in items]``, on threads, one per core (in this thread for one).
+
+    For independent items (strips, channels) whose work releases the GIL; the results are
+    in the items' order, the same as the loop's.
+    """
+    workers = strip_workers(len(items))
+    if workers == 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
+
+
 def for_each_strip(height: int, rows: int, work: Callable[[slice], None]) -> None:
     """``work(strip)`` for every strip of ``rows`` rows, on threads, one per core.
 
     For work whose strips are independent: each writes only its own rows, and reads
     nothing another strip writes. The result is that of a loop over the strips, exactly.
     """
-    strips = list(row_strips(height, rows))
-    workers = strip_workers(len(strips))
-    if workers == 1:
-        for strip in strips:
-            work(strip)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in pool.map(work, strips):
-            pass
+    thread_map(work, list(row_strips(height, rows)))
 
 
 def row_strips(height: int, rows: int) -> Iterator[slice]:
