@@ -13,6 +13,7 @@ from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.tiling import (
     WEIGHT_FLOOR,
     blend_window,
+    count_batches,
     count_tiles,
     iter_tiled,
     plan_tiles,
@@ -38,8 +39,9 @@ def _double(x: np.ndarray) -> np.ndarray:
 
 def _ramp(x: np.ndarray) -> np.ndarray:
     """Adds 0..1 ramps along both tile axes: output depends on the position within the tile."""
-    ramp = np.linspace(0.0, 1.0, x.shape[-1], dtype=np.float32)
-    return x + ramp[None, None, None, :] + ramp[None, None, :, None]
+    ramp_y = np.linspace(0.0, 1.0, x.shape[-2], dtype=np.float32)
+    ramp_x = np.linspace(0.0, 1.0, x.shape[-1], dtype=np.float32)
+    return x + ramp_x[None, None, None, :] + ramp_y[None, None, :, None]
 
 
 @pytest.mark.parametrize("blend", BLENDS)
@@ -104,7 +106,8 @@ def test_progress_is_monotone_and_ends_at_total():
     assert all(t == total for _, t in progress)
     assert done == sorted(set(done))
     assert done[-1] == total
-    assert len(progress) == -(-total // 5)
+    layout = plan_tiles((100, 130), tile_size=32, overlap=0.5)
+    assert len(progress) == count_batches(layout, 5) == len(sizes)
     assert max(sizes) == 5 and sum(sizes) == total
     np.testing.assert_allclose(result, image, rtol=1e-6)
 
@@ -185,10 +188,12 @@ def test_edge_tiles_see_mirrored_context_not_zeros():
 
 
 def test_layout_pads_half_the_overlap_and_moves_the_last_tile_inward():
-    layout = plan_tiles((300, 300), tile_size=64, overlap=0.25)
+    layout = plan_tiles((310, 310), tile_size=64, overlap=0.25)
     assert layout.stride == 48
     assert layout.pad == ((8, 8), (8, 8))  # (64 - 48) / 2
-    assert layout.starts_y == (0, 48, 96, 144, 192, 240, 252)  # 252 = 316 - 64, not padded on
+    assert layout.starts_y == (0, 48, 96, 144, 192, 240, 262)  # 262 = 326 - 64, not padded on
+    assert layout.grow == (0, 0)
+    assert layout.input_box(0, 262) == (0, 64, 262, 326)
     naive = plan_tiles((300, 300), tile_size=64, overlap=0.25, blend="none")
     assert naive.stride == 64 and naive.pad == ((0, 0), (0, 0))
     assert naive.starts_x == (0, 64, 128, 192, 236)
@@ -210,9 +215,42 @@ def test_tile_grid_covers_the_image_within_bounds(shape, blend):
     assert covered.min() >= 1
 
 
+def test_a_grid_over_the_image_saves_a_row_of_tiles_and_grows_its_edge_tiles():
+    # over the padded 316 px, 7 tiles a side; over the image's 300 px, 6
+    layout = plan_tiles((300, 300), tile_size=64, overlap=0.25)
+    assert layout.pad == ((8, 8), (8, 8)) and layout.grow == (8, 8)
+    assert layout.starts_y == tuple(8 + s for s in (0, 48, 96, 144, 192, 236))
+    assert layout.input_box(8, 8) == (0, 72, 0, 72)  # the corner reaches into both pads
+    assert layout.input_box(8 + 48, 8 + 236) == (56, 120, 244, 316)
+    assert layout.input_box(56, 56) == (56, 120, 56, 120)  # inside: its window
+    # MONAI's count at 4096 px, tile 256, overlap 0.25: 21 a side, not 22
+    assert count_tiles((4096, 4096), tile_size=256, overlap=0.25) == 21 * 21
+    # where the padded grid needs no extra tile it is kept: 2048 px takes 11 either way
+    wide = plan_tiles((2048, 2048), tile_size=256, overlap=0.25)
+    assert wide.grow == (0, 0) and wide.n_tiles == 11 * 11
+    # a shifted grid is laid the way the unshifted one is
+    shifted = plan_tiles((300, 300), tile_size=64, overlap=0.25, grid_offset=(24, 24))
+    assert shifted.grow == (8, 8)
+
+
+def test_edge_tiles_grow_into_the_mirror_and_only_their_window_is_stitched():
+    image = _image((1, 300, 300), seed=5)
+    shapes = []
+
+    def predictor(x):
+        shapes.append(x.shape[2:])
+        return _ramp(x)
+
+    out = tiled_apply(image, predictor, tile_size=64, overlap=0.25, batch_size=4)
+    assert {(64, 64), (72, 64), (64, 72), (72, 72)} <= set(shapes)
+    # the image's first pixel is 8 px into the corner tile's grown input on both axes,
+    # and only that tile's window covers it
+    assert abs(float(out[0, 0, 0] - image[0, 0, 0]) - 2 * 8 / 71) < 1e-5
+
+
 def test_count_tiles_for_known_geometries():
     assert count_tiles((256, 256), tile_size=256, overlap=0.25, blend="none") == 1
-    assert count_tiles((256, 256), tile_size=256, overlap=0.25) == 4  # padded to 320
+    assert count_tiles((256, 256), tile_size=256, overlap=0.25) == 1  # one tile, grown to 320
     assert count_tiles((20, 33), tile_size=256, overlap=0.75) == 1
 
 
@@ -269,7 +307,7 @@ def test_bad_images_are_refused_with_a_clear_message(image, message):
 
 
 def test_predictor_returning_the_wrong_shape_is_reported():
-    with pytest.raises(ValueError, match=r"predictor must return a \(B, C_out, T, T\)"):
+    with pytest.raises(ValueError, match=r"predictor must return a \(B, C_out, Ht, Wt\)"):
         tiled_apply(_image((1, 40, 40)), lambda x: x[..., :16, :16], tile_size=32)
 
 

@@ -21,6 +21,7 @@ from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.tiling import (
     Predictor,
     TilePlan,
+    count_batches,
     iter_tiled,
     plan_tiles,
 )
@@ -185,11 +186,6 @@ def _whole_inference(image: np.ndarray, predictor: Predictor, context: int) -> n
     return np.ascontiguousarray(out[0, :, pad_y[0] : pad_y[0] + h, pad_x[0] : pad_x[0] + w])
 
 
-def _steps(n_tiles: int, batch_size: int) -> int:
-    """Predictor calls of a tiled run."""
-    return -(-n_tiles // batch_size)
-
-
 def _relay(
     gen: Generator[tuple[int, int], None, np.ndarray], done_before: int, total: int
 ) -> Generator[tuple[int, int], None, np.ndarray]:
@@ -232,7 +228,7 @@ def iter_measure_seams(
     image : ndarray
         (C, H, W) finite data, as given to `~napari_astrodenoise.core.tiling.iter_tiled`.
     predictor : callable
-        (B, C, T, T) float32 -> (B, C_out, T, T); for ``"whole"`` it also receives one
+        (B, C, Ht, Wt) float32 -> (B, C_out, Ht, Wt); for ``"whole"`` it also receives one
         (1, C, H', W') batch of the whole padded image.
     batch_size : int, optional
         Tiles per predictor call.
@@ -281,7 +277,7 @@ def iter_measure_seams(
         offset = (layout.stride // 2, layout.stride // 2)
         ref = iter_tiled(image, predictor, grid_offset=offset, batch_size=batch_size, **tiling)
         shifted = plan_tiles(image.shape[1:], grid_offset=offset, **geometry)
-        ref_steps = _steps(shifted.n_tiles, batch_size)
+        ref_steps = count_batches(shifted, batch_size)
     else:
         _check_whole_fits(layout.shape, layout.context, max_whole_pixels)
         ref, ref_steps = None, 1
@@ -294,7 +290,7 @@ def iter_measure_seams(
         overlap=tiling["overlap"],
         blend=tiling["blend"],
     )
-    return _run_seam_job(job, tiled, ref, (_steps(layout.n_tiles, batch_size), ref_steps))
+    return _run_seam_job(job, tiled, ref, (count_batches(layout, batch_size), ref_steps))
 
 
 @dataclass(frozen=True)

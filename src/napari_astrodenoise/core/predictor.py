@@ -87,7 +87,7 @@ def as_loaded(model: str | os.PathLike | LoadedModel, device: str) -> LoadedMode
 
 
 class TilePredictor:
-    """Linear tiles (B, C, T, T) -> the network's change plus mask (B, C + 1, T, T).
+    """Linear tiles (B, C, Ht, Wt) -> the network's change plus mask (B, C + 1, Ht, Wt).
 
     The change is ``inverse(network(y)) - inverse(y)`` in the data's units (zero for an
     identity network); the last channel is the star-mask probability.

@@ -18,6 +18,14 @@ Geometry, along each axis of length ``n``:
   is longer than the image (numpy's ``"reflect"`` mode does this).
 - Tiles start every ``stride`` pixels, shifted by the grid offset; a start that would fall
   outside the padded image is moved inward to its edge instead of padding further.
+- Where laying the tiles over the padded axis would take one tile more than laying them over
+  the image itself (4096 px at tile 256, overlap 0.25: 22 tiles against 21), the grid is laid
+  over the image instead, and the tiles at its two edges grow by ``context`` into the
+  mirrored padding: the network sees the same mirrored context at the edge, the blend window
+  and the seams stay where the grid puts them, and a row of tiles is saved for an eighth of a
+  tile more at each edge. Such edge tiles are ``T + context`` (or ``T + 2 * context``) pixels
+  along that axis; the predictor gets them in batches of their own shape, and only their
+  ``T x T`` window is stitched.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ __all__ = [
     "Predictor",
     "TilePlan",
     "blend_window",
+    "count_batches",
     "count_tiles",
     "iter_tiled",
     "iter_tiled_rows",
@@ -51,7 +60,9 @@ __all__ = [
 ]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-"""(B, C, T, T) float32 -> (B, C_out, T, T) float32; B may be smaller in the last batch."""
+"""(B, C, Ht, Wt) float32 -> (B, C_out, Ht, Wt) float32: a batch of tiles of one shape, T x T
+or, at an image edge, grown by the mirrored context (see the module); B may be smaller in a
+shape's last batch."""
 
 _TILE, _OVERLAP, _BLEND, _SIGMA = (
     option(name) for name in ("tile_size", "overlap", "blend", "sigma_scale")
@@ -138,6 +149,25 @@ def _axis_starts(length: int, tile: int, stride: int, offset: int) -> tuple[int,
         start += stride
 
 
+def _axis_layout(
+    n: int, tile: int, stride: int, context: int, offset: int
+) -> tuple[tuple[int, int], tuple[int, ...], int]:
+    """(padding, tile starts in padded coordinates, edge growth) along one axis.
+
+    The grid goes over the padded axis unless going over the image saves a tile (judged at
+    grid offset 0, so a shifted grid is laid the same way); then the edge tiles grow by
+    ``context`` into the padding instead.
+    """
+    pad = _axis_padding(n, tile, context)
+    padded = n + sum(pad)
+    if context and n >= tile:
+        over_image = _axis_starts(n, tile, stride, 0)
+        if len(over_image) < len(_axis_starts(padded, tile, stride, 0)):
+            starts = _axis_starts(n, tile, stride, offset)
+            return pad, tuple(s + pad[0] for s in starts), context
+    return pad, _axis_starts(padded, tile, stride, offset), 0
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """Where the tiles of one tiled run lie.
@@ -153,7 +183,11 @@ class TilePlan:
     pad : tuple of tuple of int
         ((top, bottom), (left, right)) reflect padding around the image.
     starts_y, starts_x : tuple of int
-        Tile starts along each axis, in padded coordinates.
+        Tile starts along each axis, in padded coordinates: where each tile's ``T x T``
+        blend window lies.
+    grow : tuple of int
+        (gy, gx): how far the tiles at the image's edges reach beyond their window into the
+        mirrored padding along each axis (0: they do not; see the module).
     """
 
     shape: tuple[int, int]
@@ -162,6 +196,7 @@ class TilePlan:
     pad: tuple[tuple[int, int], tuple[int, int]]
     starts_y: tuple[int, ...]
     starts_x: tuple[int, ...]
+    grow: tuple[int, int] = (0, 0)
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -182,6 +217,22 @@ class TilePlan:
     def padded_origins(self) -> list[tuple[int, int]]:
         """Top-left corner (y, x) of every tile in padded coordinates, row by row."""
         return [(y, x) for y in self.starts_y for x in self.starts_x]
+
+    def input_box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) in padded coordinates of what the tile at (y, x) gives the predictor.
+
+        Its window, grown by ``grow`` into the mirrored padding where it meets an image edge.
+        """
+        (top, _), (left, _) = self.pad
+        h, w = self.shape
+        t = self.tile_size
+        gy, gx = self.grow
+        return (
+            y - gy if y == top else y,
+            y + t + gy if y + t == top + h else y + t,
+            x - gx if x == left else x,
+            x + t + gx if x + t == left + w else x + t,
+        )
 
     def image_boxes(self) -> list[tuple[int, int, int, int]]:
         """Every tile as (y0, x0, y1, x1) in image coordinates, clipped to the image."""
@@ -231,14 +282,16 @@ def plan_tiles(
 
     stride = tile if blend == "none" else max(1, round(tile * (1.0 - overlap)))
     context = (tile - stride) // 2
-    pad_y, pad_x = _axis_padding(h, tile, context), _axis_padding(w, tile, context)
+    pad_y, starts_y, grow_y = _axis_layout(h, tile, stride, context, dy)
+    pad_x, starts_x, grow_x = _axis_layout(w, tile, stride, context, dx)
     return TilePlan(
         shape=(h, w),
         tile_size=tile,
         stride=stride,
         pad=(pad_y, pad_x),
-        starts_y=_axis_starts(h + sum(pad_y), tile, stride, dy),
-        starts_x=_axis_starts(w + sum(pad_x), tile, stride, dx),
+        starts_y=starts_y,
+        starts_x=starts_x,
+        grow=(grow_y, grow_x),
     )
 
 
@@ -334,9 +387,11 @@ def iter_tiled(
         W >= 1, including images smaller than a tile. Never copied whole: each tile is cut
         from it (mirrored at the edges) as its batch is filled.
     predictor : callable
-        Maps a (B, C, T, T) float32 batch to a (B, C_out, T, T) array. B is at most
-        ``batch_size`` (the last batch may be smaller). The input buffer is reused between
-        calls, so a predictor must not keep a reference to it.
+        Maps a (B, C, Ht, Wt) float32 batch to a (B, C_out, Ht, Wt) array: T x T tiles, and
+        where the grid is laid over the image (see the module) batches of edge tiles grown
+        by the mirrored context. B is at most ``batch_size`` (a shape's last batch may be
+        smaller). The input buffer is reused between calls, so a predictor must not keep a
+        reference to it.
     tile_size : int, optional
         Tile side T in pixels: a multiple of 16, at least 32.
     overlap : float, optional
@@ -407,10 +462,10 @@ def _call_predictor(
 ) -> np.ndarray:
     """Run the predictor on one batch and check the shape of what it returns."""
     out = np.asarray(predictor(batch), dtype=np.float32)
-    n, _, t, _ = batch.shape
-    if out.ndim != 4 or out.shape[0] != n or out.shape[2:] != (t, t):
+    n, _, th, tw = batch.shape
+    if out.ndim != 4 or out.shape[0] != n or out.shape[2:] != (th, tw):
         msg = (
-            f"predictor must return a (B, C_out, T, T) = ({n}, C_out, {t}, {t}) array "
+            f"predictor must return a (B, C_out, Ht, Wt) = ({n}, C_out, {th}, {tw}) array "
             f"for a {batch.shape} batch, got shape {out.shape}"
         )
         raise ValueError(msg)
@@ -454,35 +509,66 @@ def _run_tiles(
     hp, wp = layout.padded_shape
     source_y = _reflect_index(np.arange(hp) - top, h) - row0
     source_x = _reflect_index(np.arange(wp) - left, w)
-    origins = origins_over(layout, rows)
-    total = len(origins)
     channels = np.arange(image.shape[0])[:, None, None]
-    batch = np.empty((min(batch_size, total), image.shape[0], t, t), dtype=np.float32)
     acc: np.ndarray | None = None
-    for first in range(0, total, batch_size):
-        chunk = origins[first : first + batch_size]
-        for b, (y, x) in enumerate(chunk):
-            batch[b] = image[channels, source_y[y : y + t, None], source_x[None, x : x + t]]
-        if fill is not None:
-            _fill_nonfinite(batch[: len(chunk)], fill)
-        out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
-        if acc is None:
-            out_channels = out.shape[1]
-            acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
-        for b, (y, x) in enumerate(chunk):
-            # the part of the tile over the image's wanted rows, in tile and image coordinates
-            y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
-            x0, x1 = max(x, left), min(x + t, left + w)
-            part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-            below = top + rows.start
-            acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
-                out[b][(slice(None), *part)] * window[part]
-            )
-        del out
-        yield first + len(chunk), total
-    del batch
+    done, total = 0, len(origins_over(layout, rows))
+    for boxes, chunks in _batches(layout, rows, batch_size):
+        y0, y1, x0, x1 = boxes[0][1]
+        batch = np.empty((len(chunks[0]), image.shape[0], y1 - y0, x1 - x0), dtype=np.float32)
+        for chunk in chunks:
+            for b, (_, (y0, y1, x0, x1)) in enumerate(chunk):
+                batch[b] = image[channels, source_y[y0:y1, None], source_x[None, x0:x1]]
+            if fill is not None:
+                _fill_nonfinite(batch[: len(chunk)], fill)
+            out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
+            if acc is None:
+                out_channels = out.shape[1]
+                acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
+            for b, ((y, x), (iy, _, ix, _)) in enumerate(chunk):
+                # the part of the window over the image's wanted rows, in window and image
+                # coordinates; the tile's output is offset by its growth into the padding
+                y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
+                x0, x1 = max(x, left), min(x + t, left + w)
+                part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+                grown = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
+                below = top + rows.start
+                acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
+                    out[b][(slice(None), *grown)] * window[part]
+                )
+            del out
+            done += len(chunk)
+            yield done, total
+        del batch
     _divide_by_weights(acc, layout, window, rows)
     return acc
+
+
+def _batches(layout: TilePlan, rows: slice, batch_size: int) -> list:
+    """The tiles over ``rows`` as [(tiles of one input shape, their batches)], in run order.
+
+    Each tile is ((y, x) of its window, its input box). Tiles are taken in the frame's order
+    within each input shape, the shapes one after another (a stable sort), so a pixel's
+    sums gather its tiles in the same order whichever rows are run.
+    """
+    tiles = [((y, x), layout.input_box(y, x)) for y, x in origins_over(layout, rows)]
+    tiles.sort(key=lambda tile: (tile[1][1] - tile[1][0], tile[1][3] - tile[1][2]))
+    groups: list = []
+    for tile in tiles:
+        y0, y1, x0, x1 = tile[1]
+        if groups and groups[-1][0] == (y1 - y0, x1 - x0):
+            groups[-1][1].append(tile)
+        else:
+            groups.append(((y1 - y0, x1 - x0), [tile]))
+    return [
+        (members, [members[i : i + batch_size] for i in range(0, len(members), batch_size)])
+        for _, members in groups
+    ]
+
+
+def count_batches(layout: TilePlan, batch_size: int) -> int:
+    """Predictor calls of a whole-frame run of ``layout`` with ``batch_size`` tiles a call."""
+    rows = slice(0, layout.shape[0])
+    return sum(len(chunks) for _, chunks in _batches(layout, rows, batch_size))
 
 
 def origins_over(layout: TilePlan, rows: slice) -> list[tuple[int, int]]:
@@ -499,9 +585,9 @@ def origins_over(layout: TilePlan, rows: slice) -> list[tuple[int, int]]:
 def tile_rows_read(layout: TilePlan, rows: slice) -> slice:
     """The frame rows that the tiles over ``rows`` read (mirrored padding included)."""
     (top, _), _ = layout.pad
-    t = layout.tile_size
-    starts = sorted({y for y, _ in origins_over(layout, rows)})
-    read = _reflect_index(np.arange(starts[0], starts[-1] + t) - top, layout.shape[0])
+    boxes = [layout.input_box(y, x) for y, x in origins_over(layout, rows)]
+    first, last = min(b[0] for b in boxes), max(b[1] for b in boxes)
+    read = _reflect_index(np.arange(first, last) - top, layout.shape[0])
     return slice(int(read.min()), int(read.max()) + 1)
 
 
