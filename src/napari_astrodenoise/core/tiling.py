@@ -512,12 +512,11 @@ def _run_tiles(
     channels = np.arange(image.shape[0])[:, None, None]
     acc: np.ndarray | None = None
     done, total = 0, len(origins_over(layout, rows))
-    for boxes, chunks in _batches(layout, rows, batch_size):
-        y0, y1, x0, x1 = boxes[0][1]
-        batch = np.empty((len(chunks[0]), image.shape[0], y1 - y0, x1 - x0), dtype=np.float32)
+    for (height, width), chunks in _batches(layout, rows, batch_size):
+        batch = np.empty((len(chunks[0]), image.shape[0], height, width), dtype=np.float32)
         for chunk in chunks:
-            for b, (_, (y0, y1, x0, x1)) in enumerate(chunk):
-                batch[b] = image[channels, source_y[y0:y1, None], source_x[None, x0:x1]]
+            for b, (_, (iy0, iy1, ix0, ix1)) in enumerate(chunk):
+                batch[b] = image[channels, source_y[iy0:iy1, None], source_x[None, ix0:ix1]]
             if fill is not None:
                 _fill_nonfinite(batch[: len(chunk)], fill)
             out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
@@ -544,7 +543,7 @@ def _run_tiles(
 
 
 def _batches(layout: TilePlan, rows: slice, batch_size: int) -> list:
-    """The tiles over ``rows`` as [(tiles of one input shape, their batches)], in run order.
+    """The tiles over ``rows`` as [(an input shape, batches of its tiles)], in run order.
 
     Each tile is ((y, x) of its window, its input box). Tiles are taken in the frame's order
     within each input shape, the shapes one after another (a stable sort), so a pixel's
@@ -560,8 +559,8 @@ def _batches(layout: TilePlan, rows: slice, batch_size: int) -> list:
         else:
             groups.append(((y1 - y0, x1 - x0), [tile]))
     return [
-        (members, [members[i : i + batch_size] for i in range(0, len(members), batch_size)])
-        for _, members in groups
+        (shape, [members[i : i + batch_size] for i in range(0, len(members), batch_size)])
+        for shape, members in groups
     ]
 
 
