@@ -275,9 +275,13 @@ def _trainable(loaded):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "real_noise")
-    parser.add_argument("--name", default="astrodenoise-real")
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="time budget, setup included (default 10)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "runs" / "real_noise", help="folder for the model"
+    )
+    parser.add_argument("--name", default="astrodenoise-real", help="the model's name")
     parser.add_argument("--leave-out", nargs="*", default=[], help="sequence folders to skip")
     parser.add_argument(
         "--use",
