@@ -111,8 +111,8 @@ class _Run:
         Built by :func:`_build`, restored by :func:`_resume_or_start`.
     state : dict
         The loop's counters, saved in every checkpoint: ``epoch``, ``step``, ``wall_time``
-        (seconds, over all sessions of the run), ``best`` and ``history`` (epoch records),
-        ``data`` (the tiles' description) and, for a fine-tune, ``init``.
+        (seconds, summed over every resumed part of the run), ``best`` and ``history``
+        (epoch records), ``data`` (the tiles' description) and, for a fine-tune, ``init``.
     real, paired : list of Frame
         The real frames and the noisy / clean pairs the tiles are cut from.
     val : ValidationSet
