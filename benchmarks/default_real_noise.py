@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training {name} ({label})", flush=True)
         start = time.time()
         path = train_candidate(
-            minutes=args.minutes, out=OUT, name=name, leave_out=leave, seed=args.seed
+            minutes=args.minutes,
+            out=OUT,
+            name=name,
+            leave_out=leave,
+            seed=args.seed,
+            overwrite=True,  # runs/ is this script's own scratch folder
         )
         models[label] = (path, set(leave))
         lines.append(f"- {name} ({label}): {time.time() - start:.0f} s, `{path.name}`")

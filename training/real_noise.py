@@ -196,13 +196,23 @@ def train_candidate(
     seed: int = 0,
     base: str = "default",
     data: Path = DATA,
+    overwrite: bool = False,
     log=print,
 ) -> Path:
-    """Fine-tune ``base`` on the mix for ``minutes`` and save it under ``out``; its JSON path."""
+    """Fine-tune ``base`` on the mix for ``minutes`` and save it under ``out``; its JSON path.
+
+    A model of that name already in ``out`` is refused before any work, unless
+    ``overwrite``.
+    """
     import torch
 
+    from napari_astrodenoise.core.progress import drain
     from napari_astrodenoise.core.weights import load_model, save_model
 
+    target = out / f"{name}.safetensors"
+    if not overwrite and (target.exists() or target.with_suffix(".json").exists()):
+        msg = f"{target} exists: pass overwrite=True (--overwrite) to replace it"
+        raise FileExistsError(msg)
     started = time.perf_counter()
     loaded = load_model(base, device="cpu")
     mix, record = build_mix(softening=loaded.softening, leave_out=leave_out, use=use, data=data)
@@ -224,14 +234,12 @@ def train_candidate(
     loop = train(
         module, mix, settings, rng=np.random.default_rng(seed), device="cpu", started=started
     )
-    while True:
-        try:
-            event = next(loop)
-        except StopIteration as stop:
-            outcome = stop.value
-            break
+
+    def report(event) -> None:
         if event.kind != "step":
             log(f"  step {event.step}: validation {event.val_loss:.4f}")
+
+    outcome = drain(loop, report)
     record.update(
         {
             "base": {"name": loaded.name, "sha256": loaded.sha256},
@@ -253,7 +261,7 @@ def train_candidate(
     out.mkdir(parents=True, exist_ok=True)
     return save_model(
         module,
-        out / f"{name}.safetensors",
+        target,
         name=name,
         softening=loaded.softening,
         extra={
@@ -291,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         help="source groups to train on (default: all)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     args = parser.parse_args(argv)
     path = train_candidate(
         minutes=args.minutes,
@@ -299,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         leave_out=args.leave_out,
         use=args.use,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     print(path)
     return 0

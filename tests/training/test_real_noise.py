@@ -96,3 +96,5 @@ def test_a_short_run_writes_a_model_that_loads_and_records_its_sources(tmp_path,
     ]
     assert record["validation"]["loss_after"] <= record["validation"]["loss_before"]
     assert load_model(path).name == "rn-test"
+    with pytest.raises(FileExistsError, match="overwrite"):
+        train_candidate(minutes=0.2, out=tmp_path / "out", name="rn-test", data=tmp_path)
