@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="budget of each candidate")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    folders = (
-        sorted(p for p in fr.SEQUENCES.iterdir() if p.is_dir()) if fr.SEQUENCES.is_dir() else []
-    )
+    folders = fr.sequence_folders()
     if len(folders) < 2:
         print("needs two real sequences; nothing to measure", file=sys.stderr)
         return 0

@@ -119,9 +119,19 @@ def background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
     return out
 
 
+def sequence_folders() -> list[Path]:
+    """The real sequences' folders, sorted; none where the shared data is absent."""
+    return sorted(p for p in SEQUENCES.iterdir() if p.is_dir()) if SEQUENCES.is_dir() else []
+
+
+def frame_paths(folder: Path) -> list[Path]:
+    """A sequence's FITS frames, in their order."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits"))
+
+
 def build_case(folder: Path) -> RealCase:
     """Register a sequence, build frame 1's reference and the scoring masks."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits"))
+    paths = frame_paths(folder)
     subs = load_frames([str(p) for p in paths])
     planes, reg, _record = registered_planes(subs, "all")
     bayer = reg.cell == 2
@@ -359,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if not SEQUENCES.is_dir():
         print(f"no sequences at {SEQUENCES}; nothing to measure", file=sys.stderr)
         return 0
-    folders = sorted(p for p in SEQUENCES.iterdir() if p.is_dir())
+    folders = sequence_folders()
     if args.only:
         folders = [f for f in folders if f.name == args.only]
     lines = [

@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="budget of each fine-tune")
     args = parser.parse_args(argv)
-    folders = (
-        sorted(p for p in fr.SEQUENCES.iterdir() if p.is_dir()) if fr.SEQUENCES.is_dir() else []
-    )
+    folders = fr.sequence_folders()
     if len(folders) < 2:
         print("needs two real sequences; nothing to measure", file=sys.stderr)
         return 0
@@ -46,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ASTRODENOISE_MODELS_DIR"] = tmp
         for folder in folders:
-            frames = sorted(
-                str(p) for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits")
-            )
+            frames = [str(p) for p in fr.frame_paths(folder)]
             start = time.time()
             r = finetune(
                 frames, name=f"taught-{folder.name}", minutes=args.minutes, overwrite=True

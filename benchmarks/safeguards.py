@@ -87,7 +87,7 @@ def real_tables(model, label: str) -> tuple[list[str], bool]:
     if not fr.SEQUENCES.is_dir():
         return [f"No sequences at {fr.SEQUENCES}: nothing measured on real noise.", ""], True
     lines, ok = [], True
-    for folder in sorted(p for p in fr.SEQUENCES.iterdir() if p.is_dir()):
+    for folder in fr.sequence_folders():
         print(f"{folder.name}: registering", file=sys.stderr, flush=True)
         case = fr.build_case(folder)
         noisy = fr.score(case, case.frame1, 0.0)["mse"]

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_astrodenoise.finetune.api import _trainable_copy
 from napari_astrodenoise.finetune.data import Source, TileSampler, tile_layout
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
 from napari_astrodenoise.finetune.loop import TrainSettings, train
@@ -221,7 +222,7 @@ def train_candidate(
     for skip in record["skipped"]:
         log(f"  skipped {skip['source']}: {skip['why']}")
     torch.manual_seed(seed)
-    module = _trainable(loaded)
+    module = _trainable_copy(loaded)
     settings = TrainSettings(
         batch_size=8,
         learning_rate=1e-4,
@@ -270,15 +271,6 @@ def train_candidate(
             "real_noise": record,
         },
     ).with_suffix(".json")
-
-
-def _trainable(loaded):
-    import copy
-
-    module = copy.deepcopy(loaded.module)
-    for p in module.parameters():
-        p.requires_grad_(True)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:
