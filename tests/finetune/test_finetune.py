@@ -234,6 +234,41 @@ def test_a_plateau_lowers_the_learning_rate_before_stopping(
     assert record["learning_rate_decays"] == loop.LR_DECAYS
 
 
+def test_the_validated_weights_are_the_moving_average_of_the_trained_ones(
+    pair, identity_model_path, models_dir, monkeypatch
+):
+    from napari_astrodenoise.finetune import loop
+
+    decays = []
+    real = loop._average_into
+
+    def spy(torch_, average, module, decay):
+        decays.append(decay)
+        real(torch_, average, module, decay)
+
+    monkeypatch.setattr(loop, "_average_into", spy)
+    result = finetune(
+        list(pair), base=identity_model_path, name="avg", **_quick(max_steps=6, learning_rate=1e-3)
+    )
+    # once per step: close to the training at first, towards EMA_DECAY later
+    assert result.steps == 6
+    assert decays == pytest.approx([(1 + s) / (10 + s) for s in range(6)])
+    record = json.loads(result.path.read_text())["finetune"]
+    assert record["weight_average_decay"] == loop.EMA_DECAY
+
+
+def test_without_the_average_the_trained_weights_are_kept(
+    pair, identity_model_path, models_dir, monkeypatch
+):
+    from napari_astrodenoise.finetune import loop
+
+    monkeypatch.setattr(loop, "EMA_DECAY", 0.0)
+    monkeypatch.setattr(loop, "_average_into", lambda *a: pytest.fail("averaged"))
+    result = finetune(list(pair), base=identity_model_path, name="raw", **_quick(max_steps=3))
+    assert result.steps == 3 and np.isfinite(result.val_loss_after)
+    assert json.loads(result.path.read_text())["finetune"]["weight_average_decay"] == 0.0
+
+
 def test_closing_the_generator_cancels_and_writes_nothing(pair, identity_model_path, models_dir):
     gen = iter_finetune(list(pair), base=identity_model_path, name="gone", **_quick())
     for record in gen:

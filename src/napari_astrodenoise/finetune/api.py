@@ -198,7 +198,8 @@ def iter_finetune(
     validate_every, patience : int, optional
         Validate every this many steps (default 50). After ``patience`` validations
         without improvement (default 10) the learning rate drops to 0.3 times, from the
-        best weights, twice; the third such plateau stops training.
+        best weights, twice; the third such plateau stops training. The weights
+        validated and kept are a moving average of the trained ones (``loop.EMA_DECAY``).
 
     Yields
     ------

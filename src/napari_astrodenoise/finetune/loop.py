@@ -48,6 +48,12 @@ N2N_GAMMA = 1.0
 #: stopping early
 LR_DECAY = 0.3
 LR_DECAYS = 2
+#: the weights validated and kept are an exponential moving average of the trained ones, with
+#: this decay per step (a time constant of 200 steps, four validations): a Noise2Noise target
+#: is as noisy as the input, and the average smooths the steps' noise out. Over the first
+#: steps the decay is ``(1 + step) / (10 + step)`` when that is less, so the average follows
+#: the training closely while it moves fast. 0 keeps the trained weights themselves
+EMA_DECAY = 0.995
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class TrainOutcome:
     stopped: str  # "time", "steps" or "early"
     train_s: float
     lr_decays: int = 0  # plateaus met, each multiplying the learning rate by LR_DECAY
+    average_decay: float = 0.0  # EMA_DECAY of the run (0: the trained weights were kept)
 
 
 def weighted_loss(
@@ -204,8 +211,12 @@ def train(
     for p in base.module.parameters():
         p.requires_grad_(False)
     net = MonoNet(module)
+    # the weights validated: the moving average, or the trained ones themselves
+    kept = module
+    if EMA_DECAY > 0:
+        kept = copy.deepcopy(module).eval().requires_grad_(False)
     val_batches = _validation_batches(torch, sampler, settings, rng, device)
-    best = validation_loss(torch, net, val_batches)
+    best = validation_loss(torch, MonoNet(kept), val_batches)
     val_before, best_state, best_step = best, _state(module), 0
     optimiser = torch.optim.Adam(module.parameters(), lr=settings.learning_rate)
     step, stale, stopped, tiles, losses, decays = 0, 0, "time", 0, [], 0
@@ -228,16 +239,18 @@ def train(
         total.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimiser.step()
+        if kept is not module:
+            _average_into(torch, kept, module, min(EMA_DECAY, (1 + step) / (10 + step)))
         step += 1
         tiles += settings.batch_size
         losses.append(loss.item())
         val = None
         if step % settings.validate_every == 0:
-            val = validation_loss(torch, net, val_batches)
+            val = validation_loss(torch, MonoNet(kept), val_batches)
             # the validation tiles are fixed, so any decrease is real progress on held-out
             # sky: it is kept, and only validations without one count towards patience
             if val < best:
-                best, best_state, best_step, stale = val, _state(module), step, 0
+                best, best_state, best_step, stale = val, _state(kept), step, 0
             else:
                 stale += 1
         elapsed = time.perf_counter() - started
@@ -256,12 +269,14 @@ def train(
                 break
             decays, stale = decays + 1, 0
             module.load_state_dict(best_state)
+            if kept is not module:
+                kept.load_state_dict(best_state)
             for group in optimiser.param_groups:
                 group["lr"] *= LR_DECAY
     if step and step % settings.validate_every:  # the last steps' weights get a say too
-        val = validation_loss(torch, net, val_batches)
+        val = validation_loss(torch, MonoNet(kept), val_batches)
         if val < best:
-            best, best_state, best_step = val, _state(module), step
+            best, best_state, best_step = val, _state(kept), step
     module.load_state_dict(best_state)
     module.eval()
     return TrainOutcome(
@@ -274,6 +289,7 @@ def train(
         stopped,
         time.perf_counter() - train_start,
         decays,
+        EMA_DECAY if kept is not module else 0.0,
     )
 
 
@@ -297,6 +313,15 @@ def _validation_batches(
         out.append(_tensors(torch, sampler.sample(rng, n, validation=True), device))
         left -= n
     return out
+
+
+def _average_into(torch: Any, average: Any, module: Any, decay: float) -> None:
+    """``average <- decay * average + (1 - decay) * module``, parameter by parameter."""
+    with torch.no_grad():
+        for a, p in zip(average.parameters(), module.parameters(), strict=True):
+            a.lerp_(p.detach(), 1.0 - decay)
+        for a, b in zip(average.buffers(), module.buffers(), strict=True):
+            a.copy_(b)
 
 
 def _state(module: Any) -> dict:

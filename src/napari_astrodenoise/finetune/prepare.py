@@ -136,6 +136,7 @@ def training_record(
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
         "learning_rate_decays": outcome.lr_decays,
+        "weight_average_decay": outcome.average_decay,
         "budget_s": settings.budget_s,
         "max_steps": settings.max_steps,
         "validation": {
