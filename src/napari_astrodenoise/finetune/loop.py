@@ -202,8 +202,9 @@ def train(
     Stops at the time budget (``started`` is the ``time.perf_counter()`` the budget counts
     from), after ``max_steps``, or early: when ``patience`` validations in a row bring no
     improvement, training goes on from the best weights at ``LR_DECAY`` times the learning
-    rate, up to ``LR_DECAYS`` times, and the next such plateau stops it. The module ends
-    with the weights of the best validation (the base's if none improved).
+    rate, up to ``LR_DECAYS`` times, and the next such plateau stops it. What is validated is
+    the moving average of the weights (``EMA_DECAY``), and the module ends with the average
+    of the best validation (the base's weights if none improved).
     """
     import torch
 
