@@ -7,7 +7,8 @@ import pytest
 
 from napari_astrodenoise.core.noiselevel import TAIL_SIGMAS, NoiseProfile, fit_noise_profile
 from napari_astrodenoise.core.pipeline import denoise
-from napari_astrodenoise.core.safeguards import cap_peaks, limit_change, square_max
+from napari_astrodenoise.core.safeguards import cap_peaks, limit_change
+from napari_astrodenoise.core.strips import square_max
 from napari_astrodenoise.simulate.noise import poisson_gaussian
 
 

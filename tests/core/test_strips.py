@@ -99,3 +99,23 @@ def test_tiles_take_the_fill_value_where_the_image_is_not_finite():
     np.testing.assert_allclose(with_fill, 2 * filled, rtol=1e-6)
     with pytest.raises(ValueError, match="NaN or infinite"):
         tiling.tiled_apply(image, lambda x: x, **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (1, 5), (2, 2), (40, 3), (64, 61)])
+@pytest.mark.parametrize("radius", [1, 2, 3])
+@pytest.mark.parametrize("mode", ["nearest", "reflect"])
+def test_square_extremes_are_scipys_filters_and_opening_bit_for_bit(shape, radius, mode):
+    from scipy.ndimage import grey_opening, maximum_filter, minimum_filter
+
+    plane = np.random.default_rng(radius).normal(size=shape).astype(np.float32)
+    size = 2 * radius + 1
+    np.testing.assert_array_equal(
+        strips.square_max(plane, radius), maximum_filter(plane, size=size, mode=mode)
+    )
+    np.testing.assert_array_equal(
+        strips.square_min(plane, radius), minimum_filter(plane, size=size, mode=mode)
+    )
+    np.testing.assert_array_equal(
+        strips.square_max(strips.square_min(plane, radius), radius),
+        grey_opening(plane, size=(size, size), mode=mode),
+    )

@@ -28,7 +28,13 @@ from napari_astrodenoise.core.noiselevel import (
 )
 from napari_astrodenoise.core.options import SAFEGUARDS, option, resolve
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW, refit_reach, refit_stars
-from napari_astrodenoise.core.strips import for_each_strip, row_strips, strip_rows, with_halo
+from napari_astrodenoise.core.strips import (
+    for_each_strip,
+    row_strips,
+    square_max,
+    strip_rows,
+    with_halo,
+)
 
 
 def limit_change(
@@ -320,25 +326,3 @@ def cap_peaks(denoised: np.ndarray, original: np.ndarray, radius: int) -> None:
             np.minimum(out, top, out=out, where=np.isfinite(out) & np.isfinite(top))
 
         for_each_strip(height, strip_rows(plane_out.shape[1], radius), strip)
-
-
-def square_max(plane: np.ndarray, radius: int) -> np.ndarray:
-    """(H, W) float32 maximum over the ``(2 radius + 1)`` square around each pixel, edges clipped.
-
-    ``scipy.ndimage.maximum_filter(plane, 2 * radius + 1, mode="nearest")`` (a test holds
-    them equal), as running maxima of shifted views, rows then columns: 2 radius array
-    operations per axis, several times faster than scipy's filter for the small radii used
-    here, which matters on a 24 MPix frame.
-    """
-    top = plane
-    for axis in (0, 1):
-        src, top = top, top.copy()
-        n = src.shape[axis]
-        for k in range(1, min(radius, n - 1) + 1):
-            head = [slice(None)] * 2
-            tail = [slice(None)] * 2
-            head[axis], tail[axis] = slice(0, n - k), slice(k, n)
-            head_t, tail_t = tuple(head), tuple(tail)
-            np.maximum(top[head_t], src[tail_t], out=top[head_t])  # the pixel k after
-            np.maximum(top[tail_t], src[head_t], out=top[tail_t])  # the pixel k before
-    return top

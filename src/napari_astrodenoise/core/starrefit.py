@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_astrodenoise.core.noiselevel import NoiseProfile
 from napari_astrodenoise.core.options import option
+from napari_astrodenoise.core.strips import square_max, square_min
 
 #: Star refit window (Gaussian sigma, pixels of the caller's image): see `refit_stars`.
 REFIT_WINDOW = 2.0
@@ -185,7 +186,7 @@ def _refit_correction(
 
     ``least`` floors the noise sigma (> 0).
     """
-    from scipy.ndimage import gaussian_filter, grey_opening, maximum_filter
+    from scipy.ndimage import gaussian_filter
 
     size = _refit_size(window)
     # the window's weights peak at 1, so that 1 / prior^2 weighs like that many pixels'
@@ -193,7 +194,8 @@ def _refit_correction(
     norm = np.float32(2.0 * np.pi * window * window)
     good = np.isfinite(out) & np.isfinite(inp)
     level = np.where(good, out, np.float32(profile.sky[c]))
-    s = level - grey_opening(level, size=(size, size), mode="reflect")
+    # the grey opening by the square (scipy's grey_opening with mode "reflect", bit for bit)
+    s = level - square_max(square_min(level, size // 2), size // 2)
     np.maximum(s, 0.0, out=s)
     s[~good] = 0.0
     sigma = np.maximum(profile.sigma(c, level), least)
@@ -208,7 +210,7 @@ def _refit_correction(
     # flux is given back only to sources well above the noise (the core's peak in noise
     # sigmas): none below _REFIT_LIFT[0], all of it from _REFIT_LIFT[1]
     lo, hi = _REFIT_LIFT
-    peak = maximum_filter(s / sigma, size=size, mode="nearest")
+    peak = square_max(s / sigma, size // 2)
     lift = np.clip((peak - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
     np.multiply(lam, lift, out=lam, where=lam > 0)
     lam *= s

@@ -109,3 +109,35 @@ def filter_in_place(
             pending = (wave[-1], results[-1])
     if pending is not None:
         apply(*pending)
+
+
+def square_max(plane: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) maximum over the ``(2 radius + 1)`` square around each pixel, edges clipped.
+
+    ``scipy.ndimage.maximum_filter(plane, 2 * radius + 1, mode="nearest")`` bit for bit
+    (tests hold them equal; ``mode="reflect"`` gives the same, as a mirrored row adds no
+    value the clipped window lacks), as running maxima of shifted views, rows then columns:
+    2 radius array operations per axis, several times faster than scipy's filter for the
+    small radii used here, which matters on a 24 MPix frame.
+    """
+    return _square_extreme(plane, radius, np.maximum)
+
+
+def square_min(plane: np.ndarray, radius: int) -> np.ndarray:
+    """:func:`square_max`'s minimum: ``scipy.ndimage.minimum_filter``'s, bit for bit."""
+    return _square_extreme(plane, radius, np.minimum)
+
+
+def _square_extreme(plane: np.ndarray, radius: int, how: np.ufunc) -> np.ndarray:
+    top = plane
+    for axis in (0, 1):
+        src, top = top, top.copy()
+        n = src.shape[axis]
+        for k in range(1, min(radius, n - 1) + 1):
+            head = [slice(None)] * 2
+            tail = [slice(None)] * 2
+            head[axis], tail[axis] = slice(0, n - k), slice(k, n)
+            head_t, tail_t = tuple(head), tuple(tail)
+            how(top[head_t], src[tail_t], out=top[head_t])  # the pixel k after
+            how(top[tail_t], src[head_t], out=top[tail_t])  # the pixel k before
+    return top
