@@ -35,11 +35,9 @@ import numpy as np
 
 import _cases as cs
 import _harness as hs
-from napari_astrodenoise.core.options import SAFEGUARDS, defaults, turned_off
-from napari_astrodenoise.core.pipeline import iter_denoise
-from napari_astrodenoise.core.progress import drain
-from napari_astrodenoise.core.safeguards import guard_change
-from napari_astrodenoise.core.starrefit import REFIT_WINDOW
+from napari_astrodenoise.core.options import SAFEGUARDS, defaults
+from napari_astrodenoise.finetune.frames import load_frames
+from safeguards import free_prediction, guard_planes
 
 #: the lock's Gaussian sigma in pixels of the colour planes (0: off)
 SCALES = (0.0, 4.0, 8.0)
@@ -74,16 +72,7 @@ def mosaic_reference(index: int, size: int) -> cs.Reference:
 
 def locked(free, scale: float) -> np.ndarray:
     """The engine's defaults on a free Bayer prediction, the lock at ``scale`` plane px."""
-    opts = {**defaults(SAFEGUARDS), "flux_lock": scale}
-    with np.errstate(invalid="ignore"):
-        change = free.prediction - free.original
-    out, _ = guard_change(change, free.original, refit_window=REFIT_WINDOW / 2, **opts)
-    return free.plane_map.from_planes(out)
-
-
-def free_prediction(image: np.ndarray, model):
-    """One network pass over a mosaic, every safeguard off."""
-    return drain(iter_denoise(image, model=model, bayer=True, **turned_off()))
+    return guard_planes(free, **{**defaults(SAFEGUARDS), "flux_lock": scale})
 
 
 def simulated_table(model, n_sim: int, size: int) -> list[str]:
@@ -93,7 +82,7 @@ def simulated_table(model, n_sim: int, size: int) -> list[str]:
         for j, level in enumerate(cs.LEVELS.values()):
             case = cs.make_case(ref, level, cs.NOISE_SEED_BASE + 3 * i + j)
             noisy_psnr = cs.score(case, case.noisy)["psnr"]
-            free = free_prediction(case.noisy, model)
+            free = free_prediction(case.noisy, model, bayer=True)
             for s in SCALES:
                 metrics = cs.score(case, locked(free, s))
                 d = per[s]
@@ -127,16 +116,19 @@ def simulated_table(model, n_sim: int, size: int) -> list[str]:
 def real_table(model) -> list[str]:
     import finetune_real as fr
 
-    folders = [f for f in fr.sequence_folders() if "bayer" in f.name]
+    # a raw mosaic says so in its header: only those sequences are registered
+    folders = [
+        f
+        for f in fr.sequence_folders()
+        if load_frames([str(fr.frame_paths(f)[0])])[0].bayer_pattern is not None
+    ]
     if not folders:
         return [f"No Bayer sequence at {fr.SEQUENCES}: nothing measured on real noise.", ""]
     lines = []
     for folder in folders:
         case = fr.build_case(folder)
-        if not case.bayer:
-            continue
         noisy = fr.score(case, case.frame1, 0.0)
-        free = free_prediction(case.frame1, model)
+        free = free_prediction(case.frame1, model, bayer=True)
         lines += [
             f"## {folder.name} (real, shipped model; frame 1 against the mean of frames 3..N)",
             "",

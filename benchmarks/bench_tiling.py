@@ -268,9 +268,12 @@ def _tiler_rows(images: dict, args, tmp: Path) -> tuple[list[dict], list[str]]:
                     "save": save,
                 }
                 run = _subprocess(case)
-                times.setdefault((engine, blend, precision), []).append(run["seconds"])
-                res = _best(outs.get((engine, blend, precision), (None,))[0], run)
-                outs[(engine, blend, precision)] = (res, np.load(save))
+                key = (engine, blend, precision)
+                times.setdefault(key, []).append(run["seconds"])
+                if key in outs:  # the same deterministic output: read it once
+                    outs[key] = (_best(outs[key][0], run), outs[key][1])
+                else:
+                    outs[key] = (run, np.load(save))
                 print(f"{label:<20} {engine:<6} {blend:<9} {precision} {run['seconds']:7.2f} s")
         monai_t = np.array(times[("monai", "gaussian", "fp32")])
         ours = outs[("ours", "gaussian", "fp32")][1]

@@ -56,6 +56,7 @@ from napari_astrodenoise.core.planes import PlaneMap
 from napari_astrodenoise.core.starmask import star_mask
 from napari_astrodenoise.finetune.frames import load_frames, split_planes
 from napari_astrodenoise.finetune.prepare import registered_planes
+from napari_astrodenoise.fits_io import is_fits_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT.parent / "shared" / "data" / "sequences"
@@ -126,7 +127,7 @@ def sequence_folders() -> list[Path]:
 
 def frame_paths(folder: Path) -> list[Path]:
     """A sequence's FITS frames, in their order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits"))
+    return sorted(p for p in folder.iterdir() if is_fits_path(p))
 
 
 def build_case(folder: Path) -> RealCase:

@@ -60,23 +60,36 @@ def variants() -> Iterator[tuple[str, dict]]:
     yield "all off", turned_off()
 
 
-def guarded_outputs(image: np.ndarray, model, *, channel_axis, bayer: bool):
-    """{variant: output}: one network pass, the safeguards applied to its free prediction."""
-    free = drain(
+def free_prediction(image: np.ndarray, model, *, channel_axis=None, bayer: bool = False):
+    """One network pass through the engine, every safeguard off (its ``DenoiseResult``)."""
+    return drain(
         iter_denoise(image, model=model, channel_axis=channel_axis, bayer=bayer, **turned_off())
     )
+
+
+def guard_planes(free, **opts: float) -> np.ndarray:
+    """The engine's safeguards on a free prediction, back in the caller's layout.
+
+    ``opts`` (``flux_lock`` and the rest) are in pixels of the planes, as ``guard_change``
+    takes them; the star refit's window is the engine's, halved for a Bayer mosaic's planes.
+    """
+    half = 2 if free.plane_map.bayer else 1
+    with np.errstate(invalid="ignore"):
+        change = free.prediction - free.original
+    prediction, _ = guard_change(change, free.original, refit_window=REFIT_WINDOW / half, **opts)
+    return free.plane_map.from_planes(prediction)
+
+
+def guarded_outputs(image: np.ndarray, model, *, channel_axis, bayer: bool):
+    """{variant: output}: one network pass, the safeguards applied to its free prediction."""
+    free = free_prediction(image, model, channel_axis=channel_axis, bayer=bayer)
     half = 2 if bayer else 1
     defaults = {o.name: o.default for o in SAFEGUARDS}
     outputs = {}
     for label, off in variants():
         opts = {**defaults, **off}
         opts["flux_lock"] = opts["flux_lock"] / half  # in pixels of the planes
-        with np.errstate(invalid="ignore"):
-            change = free.prediction - free.original
-        prediction, _ = guard_change(
-            change, free.original, refit_window=REFIT_WINDOW / half, **opts
-        )
-        outputs[label] = free.plane_map.from_planes(prediction)
+        outputs[label] = guard_planes(free, **opts)
     return outputs
 
 

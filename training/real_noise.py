@@ -43,6 +43,7 @@ from napari_astrodenoise.finetune.data import Source, TileSampler, tile_layout
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
 from napari_astrodenoise.finetune.loop import TrainSettings, train
 from napari_astrodenoise.finetune.prepare import build_sampler, measure_single, registered_planes
+from napari_astrodenoise.fits_io import is_fits_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -75,7 +76,7 @@ class MixedSampler:
 
 def sequence_sampler(folder: Path, *, softening: float, tile_size: int) -> TileSampler:
     """Frames 1 and 2 of a sequence as a Noise2Noise pair, both ways."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".fit", ".fits"))[:2]
+    paths = sorted(p for p in folder.iterdir() if is_fits_path(p))[:2]
     subs = load_frames([str(p) for p in paths])
     check_frames(subs, single=False)
     planes, reg, record = registered_planes(subs, "all")
@@ -249,6 +250,7 @@ def train_candidate(
             "best_step": outcome.best_step,
             "stopped": outcome.stopped,
             "learning_rate_decays": outcome.lr_decays,
+            "weight_average_decay": outcome.average_decay,
             "train_time_s": round(outcome.train_s, 1),
             "wall_time_s": round(time.perf_counter() - started, 1),
             "validation": {

@@ -212,12 +212,12 @@ def train(
     for p in base.module.parameters():
         p.requires_grad_(False)
     net = MonoNet(module)
-    # the weights validated: the moving average, or the trained ones themselves
-    kept = module
-    if EMA_DECAY > 0:
-        kept = copy.deepcopy(module).eval().requires_grad_(False)
+    # the weights validated and kept: the moving average, or the trained ones themselves
+    averaging = EMA_DECAY > 0
+    kept = copy.deepcopy(module).eval().requires_grad_(False) if averaging else module
+    judged = MonoNet(kept)
     val_batches = _validation_batches(torch, sampler, settings, rng, device)
-    best = validation_loss(torch, MonoNet(kept), val_batches)
+    best = validation_loss(torch, judged, val_batches)
     val_before, best_state, best_step = best, _state(module), 0
     optimiser = torch.optim.Adam(module.parameters(), lr=settings.learning_rate)
     step, stale, stopped, tiles, losses, decays = 0, 0, "time", 0, [], 0
@@ -240,14 +240,14 @@ def train(
         total.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimiser.step()
-        if kept is not module:
+        if averaging:
             _average_into(torch, kept, module, min(EMA_DECAY, (1 + step) / (10 + step)))
         step += 1
         tiles += settings.batch_size
         losses.append(loss.item())
         val = None
         if step % settings.validate_every == 0:
-            val = validation_loss(torch, MonoNet(kept), val_batches)
+            val = validation_loss(torch, judged, val_batches)
             # the validation tiles are fixed, so any decrease is real progress on held-out
             # sky: it is kept, and only validations without one count towards patience
             if val < best:
@@ -270,12 +270,12 @@ def train(
                 break
             decays, stale = decays + 1, 0
             module.load_state_dict(best_state)
-            if kept is not module:
+            if averaging:
                 kept.load_state_dict(best_state)
             for group in optimiser.param_groups:
                 group["lr"] *= LR_DECAY
     if step and step % settings.validate_every:  # the last steps' weights get a say too
-        val = validation_loss(torch, MonoNet(kept), val_batches)
+        val = validation_loss(torch, judged, val_batches)
         if val < best:
             best, best_state, best_step = val, _state(kept), step
     module.load_state_dict(best_state)
@@ -290,7 +290,7 @@ def train(
         stopped,
         time.perf_counter() - train_start,
         decays,
-        EMA_DECAY if kept is not module else 0.0,
+        EMA_DECAY if averaging else 0.0,
     )
 
 
