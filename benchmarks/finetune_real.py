@@ -60,6 +60,12 @@ from napari_astrodenoise.fits_io import is_fits_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT.parent / "shared" / "data" / "sequences"
+#: why a fine-tune stopped, in words (``FinetuneResult.stopped``)
+STOPPED = {
+    "time": "stopped by the time budget",
+    "early": "stopped early: the validation loss no longer fell",
+    "steps": "stopped at the step limit",
+}
 RESULTS = ROOT / "benchmarks" / "results"
 #: a pixel further than this many noise sigmas from its 3 x 3 median is a defect
 DEFECT_SIGMA = 6.0
@@ -245,6 +251,7 @@ def run_case(case: RealCase, args: argparse.Namespace) -> tuple[list, list, dict
     results["fine-tuned"]["train_seconds"] = t_tune
     results["fine-tuned"]["val"] = (tuned.val_loss_before, tuned.val_loss_after)
     results["fine-tuned"]["steps"] = (tuned.steps, tuned.stopped)
+    results["fine-tuned"]["precision"] = tuned.provenance["precision"]
     guards = []
     for label, model in (("shipped", "default"), ("fine-tuned", tuned.model)):
         for name, off in [*turned_off().items(), ("all", None)]:
@@ -287,10 +294,11 @@ def tables(case: RealCase, results: dict, guards: list) -> list[str]:
         )
     before, after = results["fine-tuned"]["val"]
     steps, stopped = results["fine-tuned"]["steps"]
+    precision = results["fine-tuned"]["precision"]
     lines += [
         "",
-        f"Fine-tuning: {steps} steps (stopped by {stopped}), validation loss {before:.4f} -> "
-        f"{after:.4f} (1 is a perfect denoiser, 2 the identity).",
+        f"Fine-tuning: {steps} steps in {precision} ({STOPPED[stopped]}), validation loss "
+        f"{before:.4f} -> {after:.4f} (1 is a perfect denoiser, 2 the identity).",
         "",
     ]
     lines += [

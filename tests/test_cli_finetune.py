@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from astropy.io import fits
 
@@ -30,10 +32,11 @@ def _run(capsys, *argv):
 def test_finetune_then_denoise_with_the_new_model(tmp_path, capsys, models_dir, drifting_frames):
     frames = _star_frames(tmp_path, drifting_frames())
     argv = ["finetune", *frames, "--name", "my-camera", "--minutes", "0.05", "--overwrite"]
-    code, out, err = _run(capsys, *argv, "--quiet")
+    code, out, err = _run(capsys, *argv, "--precision", "fp32", "--quiet")
     assert code == 0, err
     assert "my-camera ->" in out and str(models_dir) in out
-    assert (models_dir / "my-camera.json").is_file()
+    record = json.loads((models_dir / "my-camera.json").read_text())
+    assert record["finetune"]["precision"] == "fp32"
     code, out, _ = _run(capsys, "models")
     assert "my-camera [user, fine-tuned from astrodenoise-quick]" in out
     code, out, err = _run(
@@ -73,3 +76,12 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert code == 2
     assert reason in err and len(err.strip().splitlines()) == 1
     assert not models_dir.exists() or not any(models_dir.iterdir())
+
+
+def test_a_bad_precision_is_refused_as_it_is_parsed(tmp_path, capsys, models_dir, drifting_frames):
+    frames = _star_frames(tmp_path, drifting_frames())
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["finetune", *map(str, frames), "--name", "x", "--precision", "fp16"])
+    assert exit_.value.code == 2
+    assert "precision must be one of 'auto', 'fp32', 'bf16'" in capsys.readouterr().err
+    assert not models_dir.exists()

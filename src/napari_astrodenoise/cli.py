@@ -28,6 +28,7 @@ from napari_astrodenoise.core.options import (
     SAFEGUARDS,
     TILING,
     Option,
+    option,
 )
 
 #: output formats of ``denoise --format``, as :data:`napari_astrodenoise.image_io.FORMATS`
@@ -244,6 +245,7 @@ def _finetune_parser(sub: Any) -> None:
     )
     advanced.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     advanced.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_options(advanced, (option("precision"),))
 
 
 _MODEL_HELP = "shipped or own model, or a model file"
@@ -753,6 +755,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
         single=args.single,
         overwrite=args.overwrite,
         device=args.device,
+        precision=args.precision,
         seed=args.seed,
     )
     from napari_astrodenoise.core.progress import drain

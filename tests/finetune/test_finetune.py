@@ -269,6 +269,42 @@ def test_without_the_average_the_trained_weights_are_kept(
     assert json.loads(result.path.read_text())["finetune"]["weight_average_decay"] == 0.0
 
 
+def test_bf16_training_runs_the_inner_levels_as_inference_does():
+    model = weights.load_model("default")
+    y = torch.from_numpy(np.random.default_rng(1).normal(0.0, 0.4, (2, 1, 32, 32)))
+    y = y.float()
+    with torch.inference_mode():
+        fp32, _ = MonoNet(model.module)(y)
+        bf16, _ = MonoNet(model.module, "bf16")(y)
+        x = y.expand(-1, 3, -1, -1).contiguous()
+        inner = model.module(x, inner_dtype=torch.bfloat16)[:, :3].mean(dim=1, keepdim=True)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, inner, rtol=0, atol=0)
+    difference = (bf16 - fp32).abs()
+    assert 0 < float(difference.max()) < 0.05  # bfloat16 rounding, not another network
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_precision_trained_in_is_recorded(pair, identity_model_path, models_dir, precision):
+    result = finetune(
+        list(pair),
+        base=identity_model_path,
+        name=precision,
+        precision=precision,
+        **_quick(max_steps=2),
+    )
+    assert json.loads(result.path.read_text())["finetune"]["precision"] == precision
+    assert np.isfinite(result.val_loss_after)
+
+
+def test_auto_precision_is_the_inference_rule(pair, identity_model_path, models_dir):
+    from napari_astrodenoise.core.predictor import resolve_precision
+
+    result = finetune(list(pair), base=identity_model_path, name="auto", **_quick(max_steps=1))
+    wanted = resolve_precision("auto", result.model.device)
+    assert json.loads(result.path.read_text())["finetune"]["precision"] == wanted
+
+
 def test_closing_the_generator_cancels_and_writes_nothing(pair, identity_model_path, models_dir):
     gen = iter_finetune(list(pair), base=identity_model_path, name="gone", **_quick())
     for record in gen:
@@ -316,6 +352,7 @@ def test_a_single_frame_of_white_noise_is_learnt_from_and_smoothed_noise_refused
         ({"tile_size": 40}, "tile_size must be a multiple of 16"),
         ({"single": True, "pairs": "half-stacks"}, "takes no pairs"),
         ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
+        ({"precision": "fp16"}, "precision must be one of 'auto', 'fp32', 'bf16'"),
         ({"name": "bad name"}, "model name must be"),
         ({"base": "no-such-model"}, "no model named 'no-such-model'"),
     ],

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_astrodenoise.core.options import option
+from napari_astrodenoise.core.predictor import resolve_precision
 from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.weights import LoadedModel
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
@@ -140,6 +142,7 @@ def iter_finetune(
     single: bool = False,
     overwrite: bool = False,
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 0,
     bayer: bool | str | None = None,
     tile_size: int = 96,
@@ -178,6 +181,12 @@ def iter_finetune(
         Replace a user model of the same name (otherwise refused before any work).
     device : str, optional
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda[:N]"``, ``"mps"``.
+    precision : {"auto", "fp32", "bf16"}, optional
+        The number format the network trains in, as for :func:`denoise`: ``"auto"`` is bf16
+        where the device does bfloat16 in hardware (a CPU with AVX512-BF16 or AMX, most CUDA
+        devices), fp32 elsewhere. Only the levels between the first and last convolutions
+        run in bf16; the weights, the image's sum and the loss stay float32. On this
+        project's CPU a step takes about 0.8 of the fp32 one.
     seed : int, optional
         Seeds the tiles drawn (numpy) and torch: the same inputs, seed and settings give the
         same model on the same machine (when stopped by ``max_steps``, not by the clock).
@@ -261,6 +270,7 @@ def iter_finetune(
         validate_every=validate_every,
         patience=patience,
         validation_tiles=validation_tiles,
+        precision=resolve_precision(precision, loaded.device),
     )
     loop = train(
         module,
@@ -403,6 +413,9 @@ def _check_options(opts: dict) -> None:
         raise ValueError(msg)
     if not 0 < opts["validation_fraction"] <= 0.5:
         msg = f"validation_fraction must be in (0, 0.5], got {opts['validation_fraction']!r}"
+        raise ValueError(msg)
+    if opts["precision"] not in option("precision").choices:
+        msg = f"precision must be {option('precision').must}, got {opts['precision']!r}"
         raise ValueError(msg)
     if not isinstance(opts["seed"], (int, np.integer)):
         msg = f"seed must be an integer, got {opts['seed']!r}"

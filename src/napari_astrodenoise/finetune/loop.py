@@ -67,6 +67,7 @@ class TrainSettings:
     validate_every: int
     patience: int
     validation_tiles: int
+    precision: str = "fp32"  # "fp32" or "bf16": the network's inner levels (see MonoNet)
 
 
 @dataclass
@@ -123,19 +124,30 @@ def weighted_loss(
 
 
 class MonoNet:
-    """Runs a ResUNet on mono planes as inference does: replicated, outputs averaged."""
+    """Runs a ResUNet on mono planes as inference does: replicated, outputs averaged.
 
-    def __init__(self, module: Any) -> None:
+    With ``precision="bf16"`` the network runs as inference's bf16 does (``ResUNet.forward``
+    with ``inner_dtype``): the levels between the first and last convolutions in bfloat16
+    under autocast, the weights, the image's own sum and the loss in float32. On a CPU with
+    AVX512-BF16 the network's forward and backward take about 0.6 of the float32 time.
+    """
+
+    def __init__(self, module: Any, precision: str = "fp32") -> None:
         cfg = module.config
         self.module = module
         self.channels = cfg.in_channels
         self.mask_head = cfg.mask_head
+        self.inner_dtype = None
+        if precision == "bf16":
+            import torch
+
+            self.inner_dtype = torch.bfloat16
 
     def __call__(self, y: Any) -> tuple[Any, Any]:
         """(B, 1, T, T) -> (image (B, 1, T, T), mask logit (B, 1, T, T) or None)."""
         # a contiguous copy: convolutions on an expanded (stride 0) tensor are ~5x slower
         x = y.expand(-1, self.channels, -1, -1).contiguous() if self.channels != 1 else y
-        out = self.module(x)
+        out = self.module(x, inner_dtype=self.inner_dtype)
         image = out[:, : self.channels].mean(dim=1, keepdim=True)
         mask = out[:, self.channels : self.channels + 1] if self.mask_head else None
         return image, mask
@@ -208,14 +220,14 @@ def train(
     """
     import torch
 
-    base = MonoNet(copy.deepcopy(module).eval())
+    base = MonoNet(copy.deepcopy(module).eval(), settings.precision)
     for p in base.module.parameters():
         p.requires_grad_(False)
-    net = MonoNet(module)
+    net = MonoNet(module, settings.precision)
     # the weights validated and kept: the moving average, or the trained ones themselves
     averaging = EMA_DECAY > 0
     kept = copy.deepcopy(module).eval().requires_grad_(False) if averaging else module
-    judged = MonoNet(kept)
+    judged = MonoNet(kept, settings.precision)
     val_batches = _validation_batches(torch, sampler, settings, rng, device)
     best = validation_loss(torch, judged, val_batches)
     val_before, best_state, best_step = best, _state(module), 0

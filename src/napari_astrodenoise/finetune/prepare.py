@@ -131,6 +131,7 @@ def training_record(
         "wall_time_s": round(time.perf_counter() - started, 2),
         "train_time_s": round(outcome.train_s, 2),
         "device": loaded.device,
+        "precision": settings.precision,
         "torch": torch.__version__,
         "seed": int(seed),
         "batch_size": settings.batch_size,
