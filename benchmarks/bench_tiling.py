@@ -12,6 +12,11 @@ Each case runs in a fresh subprocess so that its peak resident memory is its own
 - end to end: ``denoise()`` on a 6000 x 4000 colour frame at default settings, with
   ``precision="fp32"`` and ``"bf16"``, back to back.
 
+The engine sets glibc's malloc thresholds when it runs (:mod:`napari_astrodenoise.core.allocator`).
+So that the table shows what that is worth, ours in fp32 also runs with glibc's defaults
+(``ASTRODENOISE_TUNE_MALLOC=0``), end to end too, and MONAI runs both out of the box (its
+row is the "time / MONAI" reference) and with the same thresholds set.
+
 The table also gives the shipped network's arithmetic (FLOP per pixel of one tile pass,
 counted by ``torch.utils.flop_counter``) and this machine's measured matmul peak in fp32 and
 bf16, so that each row shows how far it is from the time its arithmetic alone would take.
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -41,6 +47,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from napari_astrodenoise.core import allocator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -117,7 +125,10 @@ def run_case(case: dict) -> dict:
     if case["engine"] == "monai":
         from monai.inferers import sliding_window_inference
 
-        with torch.inference_mode():
+        # "tuned": glibc's thresholds set as the engine sets them for its tiles
+        kept = allocator.batch_memory_kept if case["malloc"] == "tuned" else contextlib.nullcontext
+
+        with torch.inference_mode(), kept():
             out = sliding_window_inference(
                 torch.from_numpy(image)[None],
                 roi_size=(case["tile"], case["tile"]),
@@ -154,11 +165,15 @@ def _random_model_file(device: str) -> str:
 
 
 def _subprocess(case: dict) -> dict:
+    env = dict(os.environ)
+    if case.get("malloc") == "glibc":
+        env[allocator.ENV] = "0"
     proc = subprocess.run(
         [sys.executable, __file__, "--case", json.dumps(case)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if proc.returncode != 0:
         msg = f"case {case} failed:\n{proc.stderr[-2000:]}"
@@ -230,13 +245,27 @@ def tile_passes(shape: list[int], blend: str = "gaussian", engine: str = "ours")
     return area / 256**2
 
 
+#: (engine, blend, precision, malloc): "tuned" is the engine's own setting, "glibc" glibc's
+#: defaults; MONAI out of the box is "glibc", the reference of "time / MONAI"
 _TILERS = (
-    ("ours", "gaussian", "fp32"),
-    ("ours", "gaussian", "bf16"),
-    ("ours", "none", "fp32"),
-    ("ours-padded", "gaussian", "fp32"),
-    ("monai", "gaussian", "fp32"),
+    ("ours", "gaussian", "fp32", "tuned"),
+    ("ours", "gaussian", "bf16", "tuned"),
+    ("ours", "none", "fp32", "tuned"),
+    ("ours-padded", "gaussian", "fp32", "tuned"),
+    ("ours", "gaussian", "fp32", "glibc"),
+    ("monai", "gaussian", "fp32", "glibc"),
+    ("monai", "gaussian", "fp32", "tuned"),
 )
+_MONAI = ("monai", "gaussian", "fp32", "glibc")
+#: what a row's label adds for its malloc (the engine's own setting needs no word)
+_MALLOC_LABEL = {
+    ("ours", "tuned"): "",
+    ("ours-padded", "tuned"): "",
+    ("ours", "glibc"): ", glibc malloc",
+    ("monai", "glibc"): "",
+    ("monai", "tuned"): ", tuned malloc",
+}
+_OURS = ("ours", "gaussian", "fp32", "tuned")
 
 
 def _best(before: dict | None, now: dict) -> dict:
@@ -254,9 +283,10 @@ def _tiler_rows(images: dict, args, tmp: Path) -> tuple[list[dict], list[str]]:
     for label, shape in images.items():
         outs, times = {}, {}
         for _ in range(args.repeat):  # rounds over every tiler, so drifts hit them alike
-            for engine, blend, precision in _TILERS:
-                save = str(tmp / f"{engine}-{blend}-{precision}-{shape[0]}.npy")
+            for engine, blend, precision, malloc in _TILERS:
+                save = str(tmp / f"{engine}-{blend}-{precision}-{malloc}-{shape[0]}.npy")
                 case = {
+                    "malloc": malloc,
                     "engine": engine,
                     "blend": blend,
                     "precision": precision,
@@ -268,22 +298,25 @@ def _tiler_rows(images: dict, args, tmp: Path) -> tuple[list[dict], list[str]]:
                     "save": save,
                 }
                 run = _subprocess(case)
-                key = (engine, blend, precision)
+                key = (engine, blend, precision, malloc)
                 times.setdefault(key, []).append(run["seconds"])
                 if key in outs:  # the same deterministic output: read it once
                     outs[key] = (_best(outs[key][0], run), outs[key][1])
                 else:
                     outs[key] = (run, np.load(save))
-                print(f"{label:<20} {engine:<6} {blend:<9} {precision} {run['seconds']:7.2f} s")
-        monai_t = np.array(times[("monai", "gaussian", "fp32")])
-        ours = outs[("ours", "gaussian", "fp32")][1]
+                print(
+                    f"{label:<20} {engine:<6} {blend:<9} {precision} {malloc:<5} "
+                    f"{run['seconds']:7.2f} s"
+                )
+        monai_t = np.array(times[_MONAI])
+        ours = outs[_OURS][1]
         h, w = shape[1:]
         for key, (res, _out) in outs.items():
-            engine, blend, precision = key
+            engine, blend, precision, malloc = key
             rows.append(
                 {
                     "image": label,
-                    "tiler": f"{engine} {blend} {precision}",
+                    "tiler": f"{engine} {blend} {precision}" + _MALLOC_LABEL[engine, malloc],
                     "seconds": res["seconds"],
                     "mpix_s": h * w / 1e6 / res["seconds"],
                     "peak_rss_mb": res["peak_rss_mb"],
@@ -294,14 +327,16 @@ def _tiler_rows(images: dict, args, tmp: Path) -> tuple[list[dict], list[str]]:
                     "precision": precision,
                 }
             )
-        diff = np.abs(ours - outs[("monai", "gaussian", "fp32")][1])
-        bf16 = np.abs(ours - outs[("ours", "gaussian", "bf16")][1])
+        diff = np.abs(ours - outs[_MONAI][1])
+        bf16 = np.abs(ours - outs[("ours", "gaussian", "bf16", "tuned")][1])
+        same = np.array_equal(ours, outs[("ours", "gaussian", "fp32", "glibc")][1])
         inner = diff[:, 256 : h - 256, 256 : w - 256]
         notes.append(
             f"- {label}: |ours - MONAI| (fp32) max {diff.max():.4f}, interior max "
             f"{inner.max() if inner.size else float('nan'):.4f}, mean {diff.mean():.5f}; "
             f"|bf16 - fp32| max {bf16.max():.4f}, rms {np.sqrt(np.mean(bf16**2)):.5f} "
-            "(network space, sky noise sigma 0.35)"
+            "(network space, sky noise sigma 0.35); ours with glibc's malloc defaults: "
+            f"{'the same output' if same else 'a DIFFERENT output'}"
         )
     return rows, notes
 
@@ -342,11 +377,12 @@ def main() -> None:
     e2e_shape = [3, 4000 // scale, 6000 // scale]
     e2e = {}
     for _ in range(args.repeat):
-        for precision in ("fp32", "bf16"):
+        for precision, malloc in (("fp32", "tuned"), ("bf16", "tuned"), ("fp32", "glibc")):
             case = {"engine": "denoise", "shape": e2e_shape, "device": args.device}
-            run = _subprocess({**case, "precision": precision})
-            e2e[precision] = _best(e2e.get(precision), run)
-            print(f"end to end {precision} 3x{e2e_shape[1]}x{e2e_shape[2]}: ", end="")
+            run = _subprocess({**case, "precision": precision, "malloc": malloc})
+            key = precision + _MALLOC_LABEL["ours", malloc]
+            e2e[key] = _best(e2e.get(key), run)
+            print(f"end to end {key} 3x{e2e_shape[1]}x{e2e_shape[2]}: ", end="")
             print(f"{run['seconds']:.1f} s", flush=True)
 
     lines = [
@@ -359,6 +395,9 @@ def main() -> None:
         f"{peak['bf16'] / 1e9:.0f} GFLOP/s",
         "- tile 256, overlap 0.25, batch 4; MONAI: sliding_window_inference mode gaussian, "
         "sigma_scale 0.125, padding reflect",
+        "- malloc: ours sets glibc's mmap and trim thresholds when it runs "
+        "(`core/allocator.py`); 'glibc malloc' rows leave glibc's defaults, 'tuned malloc' "
+        "gives MONAI the same setting; time / MONAI is against MONAI out of the box",
         "- command: `.venv/bin/python benchmarks/bench_tiling.py"
         + (" --quick" if args.quick else "")
         + (f" --repeat {args.repeat}`" if args.repeat != 3 else "`"),

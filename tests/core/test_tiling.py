@@ -90,6 +90,16 @@ def test_out_channels_may_differ_from_input_channels():
         tiled_apply(image, three, tile_size=32, out_channels=2)
 
 
+def _chunks(layout, batch_size):
+    """(input shape, tiles in each batch) of a whole-frame run."""
+    from napari_astrodenoise.core.tiling import _batches
+
+    rows = slice(0, layout.shape[0])
+    return [
+        (shape, len(c)) for shape, chunks in _batches(layout, rows, batch_size) for c in chunks
+    ]
+
+
 def test_progress_is_monotone_and_ends_at_total():
     image = _image((1, 100, 130))
     sizes = []
@@ -108,7 +118,9 @@ def test_progress_is_monotone_and_ends_at_total():
     assert done[-1] == total
     layout = plan_tiles((100, 130), tile_size=32, overlap=0.5)
     assert len(progress) == count_batches(layout, 5) == len(sizes)
-    assert max(sizes) == 5 and sum(sizes) == total
+    # a lone tile runs beside a copy of itself (never a batch of one), its copy not stitched
+    assert max(sizes) == 5 and min(sizes) >= 2
+    assert sum(sizes) == total + sum(1 for _, chunks in _chunks(layout, 5) if chunks == 1)
     np.testing.assert_allclose(result, image, rtol=1e-6)
 
 
@@ -246,6 +258,27 @@ def test_edge_tiles_grow_into_the_mirror_and_only_their_window_is_stitched():
     # the image's first pixel is 8 px into the corner tile's grown input on both axes,
     # and only that tile's window covers it
     assert abs(float(out[0, 0, 0] - image[0, 0, 0]) - 2 * 8 / 71) < 1e-5
+
+
+def test_a_batch_of_grown_edge_tiles_holds_no_more_pixels_than_the_batch_size_allows():
+    image = _image((1, 300, 300), seed=6)
+    batches = []
+
+    def predictor(x):
+        batches.append(x.shape)
+        return x
+
+    out = tiled_apply(image, predictor, tile_size=64, overlap=0.25, batch_size=4)
+    np.testing.assert_allclose(out, image, rtol=1e-6)
+    # the network's memory grows with a batch's pixels: four 64 px tiles' worth at most
+    assert all(b * h * w <= 4 * 64 * 64 for b, _, h, w in batches)
+    assert {(b, h, w) for b, _, h, w in batches} >= {(4, 64, 64), (3, 72, 72), (3, 64, 72)}
+    lone = sum(1 for _, chunks in _chunks(plan_tiles((300, 300), tile_size=64), 4) if chunks == 1)
+    assert sum(b for b, *_ in batches) == 36 + lone  # every tile once, a lone one twice
+    # batch_size 1: one tile a call, grown or not
+    single = []
+    tiled_apply(image, lambda x: single.append(x.shape) or x, tile_size=64, batch_size=1)
+    assert {s[0] for s in single} == {1} and (1, 1, 72, 72) in single
 
 
 def test_count_tiles_for_known_geometries():

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_astrodenoise.core.allocator import batch_memory_kept
 from napari_astrodenoise.core.options import option
 from napari_astrodenoise.core.progress import drain
 from napari_astrodenoise.core.strips import row_strips, strip_rows
@@ -389,8 +390,10 @@ def iter_tiled(
     predictor : callable
         Maps a (B, C, Ht, Wt) float32 batch to a (B, C_out, Ht, Wt) array: T x T tiles, and
         where the grid is laid over the image (see the module) batches of edge tiles grown
-        by the mirrored context. B is at most ``batch_size`` (a shape's last batch may be
-        smaller). The input buffer is reused between calls, so a predictor must not keep a
+        by the mirrored context. A batch holds at most ``batch_size`` tiles' worth of
+        pixels: ``batch_size`` T x T tiles, fewer grown ones (at least one), so the network's
+        memory does not grow with the edge tiles; a shape's last batch may be smaller. The
+        input buffer is reused between calls, so a predictor must not keep a
         reference to it.
     tile_size : int, optional
         Tile side T in pixels: a multiple of 16, at least 32.
@@ -405,7 +408,7 @@ def iter_tiled(
     sigma_scale : float, optional
         Gaussian sigma as a fraction of the tile (``"gaussian"`` only).
     batch_size : int, optional
-        Tiles per predictor call.
+        T x T tiles per predictor call (grown edge tiles: as many as hold their pixels).
     out_channels : int, optional
         C_out expected from the predictor; by default taken from its first output.
     grid_offset : tuple of int, optional
@@ -512,32 +515,41 @@ def _run_tiles(
     channels = np.arange(image.shape[0])[:, None, None]
     acc: np.ndarray | None = None
     done, total = 0, len(origins_over(layout, rows))
-    for (height, width), chunks in _batches(layout, rows, batch_size):
-        batch = np.empty((len(chunks[0]), image.shape[0], height, width), dtype=np.float32)
-        for chunk in chunks:
-            for b, (_, (iy0, iy1, ix0, ix1)) in enumerate(chunk):
-                batch[b] = image[channels, source_y[iy0:iy1, None], source_x[None, ix0:ix1]]
-            if fill is not None:
-                _fill_nonfinite(batch[: len(chunk)], fill)
-            out = _call_predictor(predictor, batch[: len(chunk)], out_channels)
-            if acc is None:
-                out_channels = out.shape[1]
-                acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
-            for b, ((y, x), (iy, _, ix, _)) in enumerate(chunk):
-                # the part of the window over the image's wanted rows, in window and image
-                # coordinates; the tile's output is offset by its growth into the padding
-                y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
-                x0, x1 = max(x, left), min(x + t, left + w)
-                part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-                grown = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
-                below = top + rows.start
-                acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
-                    out[b][(slice(None), *grown)] * window[part]
-                )
-            del out
-            done += len(chunk)
-            yield done, total
-        del batch
+    # the network's freed blocks kept for the next batch, not faulted in afresh each time
+    with batch_memory_kept():
+        for (height, width), chunks in _batches(layout, rows, batch_size):
+            batch = np.empty((len(chunks[0]), image.shape[0], height, width), dtype=np.float32)
+            for chunk in chunks:
+                for b, (_, (iy0, iy1, ix0, ix1)) in enumerate(chunk):
+                    batch[b] = image[channels, source_y[iy0:iy1, None], source_x[None, ix0:ix1]]
+                if fill is not None:
+                    _fill_nonfinite(batch[: len(chunk)], fill)
+                # never a batch of one where the batches hold more: some network kernels
+                # round a lone tile differently, and a tile's output must not depend on how
+                # a run's tiles fall into batches (the out-of-core run's blocks cut them
+                # otherwise than the whole frame's run)
+                n = 2 if len(chunk) == 1 and len(batch) > 1 else len(chunk)
+                if n > len(chunk):
+                    batch[1] = batch[0]
+                out = _call_predictor(predictor, batch[:n], out_channels)
+                if acc is None:
+                    out_channels = out.shape[1]
+                    acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
+                for b, ((y, x), (iy, _, ix, _)) in enumerate(chunk):
+                    # the part of the window over the image's wanted rows, in window and image
+                    # coordinates; the tile's output is offset by its growth into the padding
+                    y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
+                    x0, x1 = max(x, left), min(x + t, left + w)
+                    part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+                    grown = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
+                    below = top + rows.start
+                    acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
+                        out[b][(slice(None), *grown)] * window[part]
+                    )
+                del out
+                done += len(chunk)
+                yield done, total
+            del batch
     _divide_by_weights(acc, layout, window, rows)
     return acc
 
@@ -547,7 +559,9 @@ def _batches(layout: TilePlan, rows: slice, batch_size: int) -> list:
 
     Each tile is ((y, x) of its window, its input box). Tiles are taken in the frame's order
     within each input shape, the shapes one after another (a stable sort), so a pixel's
-    sums gather its tiles in the same order whichever rows are run.
+    sums gather its tiles in the same order whichever rows are run. A batch of a shape holds
+    at most the pixels of ``batch_size`` tiles of ``tile_size``: the network's activations
+    grow with a batch's pixels, and grown edge tiles must not raise the run's peak memory.
     """
     tiles = [((y, x), layout.input_box(y, x)) for y, x in origins_over(layout, rows)]
     tiles.sort(key=lambda tile: (tile[1][1] - tile[1][0], tile[1][3] - tile[1][2]))
@@ -558,10 +572,12 @@ def _batches(layout: TilePlan, rows: slice, batch_size: int) -> list:
             groups[-1][1].append(tile)
         else:
             groups.append(((y1 - y0, x1 - x0), [tile]))
-    return [
-        (shape, [members[i : i + batch_size] for i in range(0, len(members), batch_size)])
-        for shape, members in groups
-    ]
+    budget = batch_size * layout.tile_size**2
+    out = []
+    for (h, w), members in groups:
+        n = max(1, min(batch_size, budget // (h * w)))
+        out.append(((h, w), [members[i : i + n] for i in range(0, len(members), n)]))
+    return out
 
 
 def count_batches(layout: TilePlan, batch_size: int) -> int:
