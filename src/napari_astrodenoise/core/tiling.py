@@ -392,7 +392,8 @@ def iter_tiled(
         where the grid is laid over the image (see the module) batches of edge tiles grown
         by the mirrored context. A batch holds at most ``batch_size`` tiles' worth of
         pixels: ``batch_size`` T x T tiles, fewer grown ones (at least one), so the network's
-        memory does not grow with the edge tiles; a shape's last batch may be smaller. The
+        memory does not grow with the edge tiles; a shape's last batch may be smaller, and
+        a lone tile comes with a copy of itself (its second output is not used). The
         input buffer is reused between calls, so a predictor must not keep a
         reference to it.
     tile_size : int, optional
