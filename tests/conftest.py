@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,18 @@ def _drifting_frames(n: int = 2, shape: tuple[int, int] = (160, 160)) -> list[np
 def drifting_frames():
     """``drifting_frames(n=2)``: raw sub-exposures of one star field that drifts, float32."""
     return _drifting_frames
+
+
+@pytest.fixture
+def context_spy():
+    """A context manager that records "enter" and "leave" in its ``seen`` list."""
+    seen: list[str] = []
+
+    @contextlib.contextmanager
+    def spy():
+        seen.append("enter")
+        yield True
+        seen.append("leave")
+
+    spy.seen = seen
+    return spy

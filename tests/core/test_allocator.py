@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -98,17 +97,9 @@ def test_an_error_inside_still_restores_glibc_defaults(monkeypatch):
     assert allocator._depth == [0]
 
 
-def test_every_tiled_run_keeps_its_batches_memory(monkeypatch):
-    seen = []
-
-    @contextlib.contextmanager
-    def spy():
-        seen.append("enter")
-        yield True
-        seen.append("leave")
-
-    monkeypatch.setattr(tiling, "batch_memory_kept", spy)
+def test_every_tiled_run_keeps_its_batches_memory(monkeypatch, context_spy):
+    monkeypatch.setattr(tiling, "batch_memory_kept", context_spy)
     image = np.zeros((1, 64, 64), dtype=np.float32)
     out = tiling.tiled_apply(image, lambda tiles: tiles, tile_size=32, overlap=0.25)
     np.testing.assert_array_equal(out, image)
-    assert seen == ["enter", "leave"]
+    assert context_spy.seen == ["enter", "leave"]

@@ -416,19 +416,11 @@ def test_importing_finetune_loads_no_gui_and_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-def test_training_keeps_its_steps_memory(pair, identity_model_path, models_dir, monkeypatch):
-    import contextlib
-
+def test_training_keeps_its_steps_memory(
+    pair, identity_model_path, models_dir, monkeypatch, context_spy
+):
     from napari_astrodenoise.finetune import loop
 
-    seen = []
-
-    @contextlib.contextmanager
-    def spy():
-        seen.append("enter")
-        yield True
-        seen.append("leave")
-
-    monkeypatch.setattr(loop, "batch_memory_kept", spy)
+    monkeypatch.setattr(loop, "batch_memory_kept", context_spy)
     finetune(list(pair), base=identity_model_path, name="m", **_quick(max_steps=1))
-    assert seen == ["enter", "leave"]
+    assert context_spy.seen == ["enter", "leave"]

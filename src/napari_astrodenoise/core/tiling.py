@@ -505,53 +505,72 @@ def _run_tiles(
     the mirrored padding are not needed), and the weight map is never stored whole. With
     ``rows``, only the tiles over those rows of the frame run (in the whole frame's order)
     and only those rows are stitched; ``image`` then holds the frame's rows from ``row0``.
+    While the tiles run, the network's freed blocks are kept for the next batch instead of
+    being faulted in afresh each time (`batch_memory_kept`).
     """
+    rows = slice(0, layout.shape[0]) if rows is None else rows
+    with batch_memory_kept():
+        acc = yield from _stitch_tiles(
+            image, predictor, layout, window, batch_size, out_channels, fill, rows, row0
+        )
+    _divide_by_weights(acc, layout, window, rows)
+    return acc
+
+
+def _stitch_tiles(
+    image: np.ndarray,
+    predictor: Predictor,
+    layout: TilePlan,
+    window: np.ndarray,
+    batch_size: int,
+    out_channels: int | None,
+    fill: np.ndarray | None,
+    rows: slice,
+    row0: int,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Every batch of tiles over ``rows`` run and added, weighted, into the (unnormalised) sum."""
     t = layout.tile_size
     (top, _), (left, _) = layout.pad
     h, w = layout.shape
-    rows = slice(0, h) if rows is None else rows
     hp, wp = layout.padded_shape
     source_y = _reflect_index(np.arange(hp) - top, h) - row0
     source_x = _reflect_index(np.arange(wp) - left, w)
     channels = np.arange(image.shape[0])[:, None, None]
     acc: np.ndarray | None = None
     done, total = 0, len(origins_over(layout, rows))
-    # the network's freed blocks kept for the next batch, not faulted in afresh each time
-    with batch_memory_kept():
-        for (height, width), chunks in _batches(layout, rows, batch_size):
-            batch = np.empty((len(chunks[0]), image.shape[0], height, width), dtype=np.float32)
-            for chunk in chunks:
-                for b, (_, (iy0, iy1, ix0, ix1)) in enumerate(chunk):
-                    batch[b] = image[channels, source_y[iy0:iy1, None], source_x[None, ix0:ix1]]
-                if fill is not None:
-                    _fill_nonfinite(batch[: len(chunk)], fill)
+    for (height, width), chunks in _batches(layout, rows, batch_size):
+        batch = np.empty((len(chunks[0]), image.shape[0], height, width), dtype=np.float32)
+        for chunk in chunks:
+            for b, (_, (iy0, iy1, ix0, ix1)) in enumerate(chunk):
+                batch[b] = image[channels, source_y[iy0:iy1, None], source_x[None, ix0:ix1]]
+            if fill is not None:
+                _fill_nonfinite(batch[: len(chunk)], fill)
+            n = len(chunk)
+            if n == 1 < len(batch):
                 # never a batch of one where the batches hold more: some network kernels
                 # round a lone tile differently, and a tile's output must not depend on how
                 # a run's tiles fall into batches (the out-of-core run's blocks cut them
                 # otherwise than the whole frame's run)
-                n = 2 if len(chunk) == 1 and len(batch) > 1 else len(chunk)
-                if n > len(chunk):
-                    batch[1] = batch[0]
-                out = _call_predictor(predictor, batch[:n], out_channels)
-                if acc is None:
-                    out_channels = out.shape[1]
-                    acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
-                for b, ((y, x), (iy, _, ix, _)) in enumerate(chunk):
-                    # the part of the window over the image's wanted rows, in window and image
-                    # coordinates; the tile's output is offset by its growth into the padding
-                    y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
-                    x0, x1 = max(x, left), min(x + t, left + w)
-                    part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
-                    grown = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
-                    below = top + rows.start
-                    acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
-                        out[b][(slice(None), *grown)] * window[part]
-                    )
-                del out
-                done += len(chunk)
-                yield done, total
-            del batch
-    _divide_by_weights(acc, layout, window, rows)
+                batch[1], n = batch[0], 2
+            out = _call_predictor(predictor, batch[:n], out_channels)
+            if acc is None:
+                out_channels = out.shape[1]
+                acc = np.zeros((out_channels, rows.stop - rows.start, w), dtype=np.float32)
+            for b, ((y, x), (iy, _, ix, _)) in enumerate(chunk):
+                # the part of the window over the image's wanted rows, in window and image
+                # coordinates; the tile's output is offset by its growth into the padding
+                y0, y1 = max(y, top + rows.start), min(y + t, top + rows.stop)
+                x0, x1 = max(x, left), min(x + t, left + w)
+                part = (slice(y0 - y, y1 - y), slice(x0 - x, x1 - x))
+                grown = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
+                below = top + rows.start
+                acc[:, y0 - below : y1 - below, x0 - left : x1 - left] += (
+                    out[b][(slice(None), *grown)] * window[part]
+                )
+            del out
+            done += len(chunk)
+            yield done, total
+        del batch
     return acc
 
 

@@ -414,9 +414,7 @@ def _check_options(opts: dict) -> None:
     if not 0 < opts["validation_fraction"] <= 0.5:
         msg = f"validation_fraction must be in (0, 0.5], got {opts['validation_fraction']!r}"
         raise ValueError(msg)
-    if opts["precision"] not in option("precision").choices:
-        msg = f"precision must be {option('precision').must}, got {opts['precision']!r}"
-        raise ValueError(msg)
+    option("precision").check(opts["precision"])
     if not isinstance(opts["seed"], (int, np.integer)):
         msg = f"seed must be an integer, got {opts['seed']!r}"
         raise ValueError(msg)

@@ -217,8 +217,26 @@ def train(
     improvement, training goes on from the best weights at ``LR_DECAY`` times the learning
     rate, up to ``LR_DECAYS`` times, and the next such plateau stops it. What is validated is
     the moving average of the weights (``EMA_DECAY``), and the module ends with the average
-    of the best validation (the base's weights if none improved).
+    of the best validation (the base's weights if none improved). While it runs, each step's
+    freed activations are kept for the next instead of being faulted in afresh
+    (`batch_memory_kept`).
     """
+    with batch_memory_kept():
+        return (
+            yield from _train(module, sampler, settings, rng=rng, device=device, started=started)
+        )
+
+
+def _train(
+    module: Any,
+    sampler: TileSampler,
+    settings: TrainSettings,
+    *,
+    rng: np.random.Generator,
+    device: str,
+    started: float,
+) -> Generator[TrainEvent, None, TrainOutcome]:
+    """`train`'s body."""
     import torch
 
     base = MonoNet(copy.deepcopy(module).eval(), settings.precision)
@@ -237,58 +255,56 @@ def train(
     elapsed = time.perf_counter() - started
     yield TrainEvent("baseline", 0, None, best, best, elapsed, _eta(settings, 0, elapsed, 0.0))
     train_start = time.perf_counter()
-    # each step's freed activations kept for the next, not faulted in afresh each time
-    with batch_memory_kept():
-        while True:
-            now = time.perf_counter()
-            if now - started >= settings.budget_s:
-                stopped = "time"
+    while True:
+        now = time.perf_counter()
+        if now - started >= settings.budget_s:
+            stopped = "time"
+            break
+        if settings.max_steps is not None and step >= settings.max_steps:
+            stopped = "steps"
+            break
+        module.train()
+        t = _tensors(torch, sampler.sample(rng, settings.batch_size), device)
+        loss, mask = batch_loss(torch, net, t, train=True)
+        total = loss + _mask_term(torch, base, t, mask)
+        optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimiser.step()
+        if averaging:
+            _average_into(torch, kept, module, min(EMA_DECAY, (1 + step) / (10 + step)))
+        step += 1
+        tiles += settings.batch_size
+        losses.append(loss.item())
+        val = None
+        if step % settings.validate_every == 0:
+            val = validation_loss(torch, judged, val_batches)
+            # the validation tiles are fixed, so any decrease is real progress on held-out
+            # sky: it is kept, and only validations without one count towards patience
+            if val < best:
+                best, best_state, best_step, stale = val, _state(kept), step, 0
+            else:
+                stale += 1
+        elapsed = time.perf_counter() - started
+        yield TrainEvent(
+            "validation" if val is not None else "step",
+            step,
+            float(np.mean(losses[-20:])),
+            val,
+            best,
+            elapsed,
+            _eta(settings, step, elapsed, time.perf_counter() - train_start),
+        )
+        if stale >= settings.patience:
+            if decays == LR_DECAYS:
+                stopped = "early"
                 break
-            if settings.max_steps is not None and step >= settings.max_steps:
-                stopped = "steps"
-                break
-            module.train()
-            t = _tensors(torch, sampler.sample(rng, settings.batch_size), device)
-            loss, mask = batch_loss(torch, net, t, train=True)
-            total = loss + _mask_term(torch, base, t, mask)
-            optimiser.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-            optimiser.step()
+            decays, stale = decays + 1, 0
+            module.load_state_dict(best_state)
             if averaging:
-                _average_into(torch, kept, module, min(EMA_DECAY, (1 + step) / (10 + step)))
-            step += 1
-            tiles += settings.batch_size
-            losses.append(loss.item())
-            val = None
-            if step % settings.validate_every == 0:
-                val = validation_loss(torch, judged, val_batches)
-                # the validation tiles are fixed, so any decrease is real progress on held-out
-                # sky: it is kept, and only validations without one count towards patience
-                if val < best:
-                    best, best_state, best_step, stale = val, _state(kept), step, 0
-                else:
-                    stale += 1
-            elapsed = time.perf_counter() - started
-            yield TrainEvent(
-                "validation" if val is not None else "step",
-                step,
-                float(np.mean(losses[-20:])),
-                val,
-                best,
-                elapsed,
-                _eta(settings, step, elapsed, time.perf_counter() - train_start),
-            )
-            if stale >= settings.patience:
-                if decays == LR_DECAYS:
-                    stopped = "early"
-                    break
-                decays, stale = decays + 1, 0
-                module.load_state_dict(best_state)
-                if averaging:
-                    kept.load_state_dict(best_state)
-                for group in optimiser.param_groups:
-                    group["lr"] *= LR_DECAY
+                kept.load_state_dict(best_state)
+            for group in optimiser.param_groups:
+                group["lr"] *= LR_DECAY
     if step and step % settings.validate_every:  # the last steps' weights get a say too
         val = validation_loss(torch, judged, val_batches)
         if val < best:
