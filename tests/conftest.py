@@ -202,6 +202,22 @@ def models_dir(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.fixture
+def own_lock_model(models_dir, random_model):
+    """The random model saved as the user model "own-lock", which carries its own option
+    ``flux_lock = 0`` (as a fine-tuned model whose frames showed that it keeps flux)."""
+    from napari_astrodenoise.core.weights import save_model, user_model_path
+
+    path = save_model(
+        random_model.module,
+        user_model_path("own-lock"),
+        name="own-lock",
+        softening=random_model.softening,
+        extra={"options": {"flux_lock": 0.0}, "origin": "user"},
+    )
+    return path.with_suffix(".json")
+
+
 def _drifting_frames(n: int = 2, shape: tuple[int, int] = (160, 160)) -> list[np.ndarray]:
     """Sub-exposures of one star field, each drifted by (3, -2) px from the last."""
     from napari_astrodenoise.simulate.noise import poisson_gaussian

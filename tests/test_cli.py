@@ -270,3 +270,16 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys, monkeypatch
     assert exit_.value.code == 2
     assert words in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m31.fits"]
+
+
+def test_a_model_s_own_flux_lock_applies_unless_the_flag_is_given(
+    tmp_path, capsys, own_lock_model
+):
+    _sky_file(tmp_path / "in.fits")
+    base = ["denoise", tmp_path / "in.fits", "--model", "own-lock", "--quiet"]
+    code, out, _ = _run(capsys, *base, "--output-dir", tmp_path / "own")
+    assert code == 0, out
+    assert fits.getheader(tmp_path / "own" / "in_denoised.fits")["ADFLUXLK"] == 0.0
+    code, out, _ = _run(capsys, *base, "--output-dir", tmp_path / "set", "--flux-lock", "8")
+    assert code == 0, out
+    assert fits.getheader(tmp_path / "set" / "in_denoised.fits")["ADFLUXLK"] == 8.0

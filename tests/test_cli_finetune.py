@@ -37,8 +37,11 @@ def test_finetune_then_denoise_with_the_new_model(tmp_path, capsys, models_dir, 
     assert "my-camera ->" in out and str(models_dir) in out
     record = json.loads((models_dir / "my-camera.json").read_text())
     assert record["finetune"]["precision"] == "fp32"
+    lock = record["options"]["flux_lock"]  # measured on frame 1, said in one line
+    assert f"flux lock: {'off' if lock == 0 else f'{lock:g} px'} for this model" in out
     code, out, _ = _run(capsys, "models")
     assert "my-camera [user, fine-tuned from astrodenoise-quick]" in out
+    assert f"runs with --flux-lock {lock:g} unless told otherwise" in out
     code, out, err = _run(
         capsys,
         "denoise",
@@ -52,6 +55,7 @@ def test_finetune_then_denoise_with_the_new_model(tmp_path, capsys, models_dir, 
     assert code == 0, err
     with fits.open(tmp_path / "D" / "sub0_denoised.fits") as hdul:
         assert hdul[0].header["ADMODEL"] == "my-camera"
+        assert hdul[0].header["ADFLUXLK"] == lock  # the model's own
     # the same name again needs --overwrite: refused before any training
     code, _, err = _run(capsys, "finetune", *frames, "--name", "my-camera", "--minutes", "0.05")
     assert code == 2 and "overwrite" in err and len(err.strip().splitlines()) == 1

@@ -239,7 +239,8 @@ def in_memory(image: FitsImage) -> Any:
 
 
 def _options(job: FileJob) -> dict[str, Any]:
-    return job.settings()["options"]
+    """The options the job sets; the engine fills the rest from the model's and the table's."""
+    return dict(job.options)
 
 
 def _channel_axis(image: FitsImage) -> int | None:

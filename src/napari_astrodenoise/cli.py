@@ -112,7 +112,7 @@ def _denoise_parser(sub: Any) -> None:
         help="fits, xisf or tiff (default: the input's)",
     )
     p.add_argument("--model", default="default", metavar="NAME", help=_MODEL_HELP)
-    _add_options(p, OUTPUT)
+    _add_options(p, OUTPUT, unset=True)
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     advanced = p.add_argument_group("advanced (the defaults are safe)")
@@ -127,7 +127,7 @@ def _denoise_parser(sub: Any) -> None:
         default=32,
         help="TIFF: 32 float or 16 integer (default 32)",
     )
-    _add_options(advanced, TILING + NETWORK + SAFEGUARDS)
+    _add_options(advanced, TILING + NETWORK + SAFEGUARDS, unset=True)
     advanced.add_argument(
         "--batch-size", type=_whole(1), default=None, metavar="N", help="tiles per network call"
     )
@@ -282,8 +282,13 @@ def _add_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def _add_options(p: Any, group: Sequence[Option]) -> None:
-    """One flag per option of the group, checked as it is parsed (before any work)."""
+def _add_options(p: Any, group: Sequence[Option], *, unset: bool = False) -> None:
+    """One flag per option of the group, checked as it is parsed (before any work).
+
+    A flag not given holds the option's default; with ``unset=True`` it holds None instead,
+    so that the model's own options (a fine-tuned model's flux lock) apply where the command
+    line says nothing. The help shows the table's default either way.
+    """
     for o in group:
         listed = "{" + ",".join(map(str, o.choices)) + "}"
         if o.choices:
@@ -291,7 +296,8 @@ def _add_options(p: Any, group: Sequence[Option]) -> None:
             extra = {"choices": o.choices, "metavar": listed if fits else "MODE"}
         else:
             extra = {"metavar": o.unit.upper() or ("N" if o.kind is int else "X")}
-        p.add_argument(o.flag, type=_parse(o), default=o.default, help=o.summary(), **extra)
+        default = None if unset else o.default
+        p.add_argument(o.flag, type=_parse(o), default=default, help=o.summary(), **extra)
 
 
 def _whole(minimum: int) -> Any:
@@ -556,7 +562,9 @@ def _job(args: argparse.Namespace, label: str, out: Path, chosen: str) -> Any:
         file_format=chosen,
         hdu=args.hdu,
         sample=bool(getattr(args, "sample", None)),
-        options={o.name: getattr(args, o.name) for o in DENOISE},
+        options={
+            o.name: getattr(args, o.name) for o in DENOISE if getattr(args, o.name) is not None
+        },
         batch_size=args.batch_size,
         memory=args.memory,
         overwrite=args.overwrite,
@@ -779,6 +787,15 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
         f"{result.name} -> {result.path} (validation loss {result.val_loss_before:.4f} -> "
         f"{result.val_loss_after:.4f}, {result.steps} steps, {result.wall_time_s:.0f} s)"
     )
+    check = result.provenance.get("flux_lock_check")
+    if check:
+        from napari_astrodenoise.finetune.lockcheck import verdict
+
+        print(f"flux lock: {verdict(check)}")
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value: float | None) -> str:
@@ -786,7 +803,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _cmd_models(_args: argparse.Namespace) -> None:
-    from napari_astrodenoise.core.weights import available_models, read_config
+    from napari_astrodenoise.core.weights import available_models, own_options, read_config
 
     entries = available_models()
     if not entries:
@@ -802,9 +819,11 @@ def _cmd_models(_args: argparse.Namespace) -> None:
         base = cfg.get("finetune", {}).get("base", {}).get("name")
         origin = entry.origin + (f", fine-tuned from {base}" if base else "")
         weights = entry.path.with_name(cfg["weights_file"])
+        own = ", ".join(f"{option(k).flag} {_shown(v)}" for k, v in own_options(cfg).items())
         print(
             f"{entry.name}{flag} [{origin}]: ResUNet width {arch['width']} depth "
             f"{arch['depth']}, sha256 {cfg['sha256'][:16]}, {weights}"
+            + (f"; runs with {own} unless told otherwise" if own else "")
         )
 
 

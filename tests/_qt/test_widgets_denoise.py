@@ -437,3 +437,14 @@ def test_the_display_setting_is_saved(widget):
     assert widget.auto_stretch.value is True
     widget.auto_stretch.value = False
     assert auto_stretch() is False
+
+
+def test_a_model_s_own_flux_lock_fills_its_control_and_goes_with_it(widget, own_lock_model):
+    lock = widget.controls["flux_lock"]
+    assert lock.value == defaults()["flux_lock"]
+    widget.picker.refresh(select="own-lock")
+    assert widget.picker.model.value == "own-lock"
+    assert lock.value == 0.0
+    assert "flux lock off" in widget.status.value
+    widget.picker.model.value = FROM_FILE  # the random test model: no options of its own
+    assert lock.value == defaults()["flux_lock"]

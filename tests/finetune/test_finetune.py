@@ -134,6 +134,11 @@ def test_the_model_is_saved_with_complete_provenance_and_loads_by_name(trained):
     assert ft["levels"][1]["gain"] == pytest.approx(1.0, abs=0.03)
     assert ft["steps"] == 250 and ft["device"] == "cpu" and ft["wall_time_s"] > 0
     assert ft["validation"]["loss_before"] > ft["validation"]["loss_after"]
+    check = ft["flux_lock_check"]  # the lock measured on frame 1 (finetune.lockcheck)
+    assert check["tested_px"] == 8.0 and check["flux_lock"] in (0.0, 8.0)
+    assert check["held_out_faint_sky"]["pixels"] > 0
+    assert check["star_flux_change_without_lock"]["stars"] > 0
+    assert cfg["options"] == {"flux_lock": check["flux_lock"]}  # what the engine runs with
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(weights.USER_MODELS_ENV, str(folder))
         loaded = weights.load_model("synthetic")
@@ -324,6 +329,9 @@ def test_half_stacks_train_the_even_against_the_odd_frames(field, identity_model
     assert pairs["input_even"] == ["array 0", "array 2"]
     assert pairs["target_odd"] == ["array 1", "array 3"]
     assert result.provenance["mode"] == "half-stacks"
+    # half-stacks are not frames a user denoises: no flux-lock check, no options of its own
+    assert "flux_lock_check" not in result.provenance
+    assert weights.model_options("halves") == {}
 
 
 def test_a_single_frame_of_white_noise_is_learnt_from_and_smoothed_noise_refused(

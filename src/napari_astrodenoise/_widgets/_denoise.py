@@ -37,7 +37,9 @@ from napari_astrodenoise._widgets._common import (
 from napari_astrodenoise._widgets._models import ModelPicker
 from napari_astrodenoise._widgets._options import option_controls, option_values
 from napari_astrodenoise.core.checks import image_warnings
-from napari_astrodenoise.core.options import DENOISE, OUTPUT
+from napari_astrodenoise.core.options import DENOISE, OUTPUT, option
+from napari_astrodenoise.core.provenance import phrase
+from napari_astrodenoise.core.weights import model_options
 from napari_astrodenoise.settings import auto_stretch as auto_stretch_setting
 from napari_astrodenoise.settings import set_auto_stretch
 
@@ -191,6 +193,30 @@ class DenoiseWidget(Panel):
         for o in OUTPUT:  # strength and star protection re-blend without the network
             self.controls[o.name].changed.connect(self._reblend)
         self.star_mask.changed.connect(self._mask_changed)
+        self.picker.model.changed.connect(self._model_changed)
+        self.picker.model_file.changed.connect(self._model_changed)
+        self._model_changed()
+
+    def _model_changed(self, *_: Any) -> None:
+        """The chosen model's own options (a fine-tuned model's flux lock) fill the controls.
+
+        Options the previous model carried go back to their defaults; the status line says
+        which of the model's options differ from the defaults.
+        """
+        try:
+            own = model_options(self.picker.spec()[0])
+        except ValueError:  # no model file chosen yet
+            own = {}
+        for name in getattr(self, "_model_set", set()) | set(own):
+            self.controls[name].value = own.get(name, option(name).default)
+        self._model_set = set(own)
+        changed = {k: v for k, v in own.items() if v != option(k).default}
+        if changed:
+            said = ", ".join(
+                f"{option(k).history} off" if v == option(k).off else phrase(option(k), v)
+                for k, v in changed.items()
+            )
+            self.status.value = f"this model runs with {said} (measured when it was fine-tuned)"
 
     def reset_choices(self, *args: Any) -> None:
         """Refresh the layer lists, the Advanced section's star mask chooser included."""

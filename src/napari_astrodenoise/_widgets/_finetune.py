@@ -28,6 +28,7 @@ from napari_astrodenoise._widgets._common import (
     unwrap,
 )
 from napari_astrodenoise._widgets._models import announce_model
+from napari_astrodenoise.finetune.lockcheck import verdict
 
 #: shortest budget offered, minutes (a real fine-tune wants several)
 MIN_MINUTES = 0.1
@@ -227,4 +228,9 @@ class FinetuneWidget(Panel):
             f"{result.name}: validation loss {result.val_loss_before:.4f} -> "
             f"{result.val_loss_after:.4f} in {result.steps} steps; selected for denoising"
         )
+        check = result.provenance.get("flux_lock_check")
+        if check:  # measured on the frames (finetune.lockcheck): the whole line as a tooltip
+            lock = check["flux_lock"]
+            self.status.value += f"; flux lock {'off' if lock == 0 else f'{lock:g} px'}"
+            self.status.tooltip = f"flux lock: {verdict(check)}"
         announce_model(result.name)

@@ -55,6 +55,7 @@ from napari_astrodenoise.core.safeguards import (
     guard_reach,
 )
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW, brightest_of
+from napari_astrodenoise.core.weights import with_model_options
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.weights import LoadedModel
@@ -119,7 +120,8 @@ class OutOfCoreRun:
     ) -> None:
         from napari_astrodenoise.core.pipeline import check_batch_size
 
-        self.options = resolve(options, DENOISE, caller="denoise")
+        self.loaded = as_loaded(model, device)
+        self.options = resolve(with_model_options(options, self.loaded), DENOISE, caller="denoise")
         if bayer:
             msg = "a Bayer mosaic is denoised in memory: pass np.asarray(image) with bayer=True"
             raise ValueError(msg)
@@ -139,7 +141,6 @@ class OutOfCoreRun:
         self.star_mask = star_mask
         self.channels = 1 if channel_axis is None else image.shape[channel_axis]
         self.height, self.width = self.plane_map.plane_shape
-        self.loaded = as_loaded(model, device)
         self.batch_size = batch_size
         self.safeguards = {o.name: self.options[o.name] for o in SAFEGUARDS}
         self.tiling = {o.name: self.options[o.name] for o in TILING}

@@ -54,6 +54,7 @@ from napari_astrodenoise.core.safeguards import guard_change
 from napari_astrodenoise.core.starrefit import REFIT_WINDOW
 from napari_astrodenoise.core.stretch import AstroStretch, fit_stretch
 from napari_astrodenoise.core.strips import row_strips, strip_rows
+from napari_astrodenoise.core.weights import with_model_options
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.diagnostics import SeamReport
@@ -363,7 +364,8 @@ def iter_denoise(
     if is_dask_array(image):
         msg = "iter_denoise takes an array in memory; denoise() takes a dask array out of core"
         raise ValueError(msg)
-    o = resolve(options, DENOISE, caller="iter_denoise")
+    model = as_loaded(model, device)
+    o = resolve(with_model_options(options, model), DENOISE, caller="iter_denoise")
     image, input_mask, masked_data = _unmask(image)
     plane_map, chw, work, network_in, predictor, settings = _prepare(
         image,

@@ -33,7 +33,7 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     }
     for o in DENOISE:
         cards[o.card] = (o.kind(settings[o.name]), o.comment)
-    options = ", ".join(_phrase(o, settings[o.name]) for o in DENOISE)
+    options = ", ".join(phrase(o, settings[o.name]) for o in DENOISE)
     history = [
         f"napari-astrodenoise {__version__}: denoised with model {settings['model']} "
         f"(sha256 {settings['sha256'][:16]}), {options}, device {settings['device']}; "
@@ -47,6 +47,7 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     return {"provenance": cards, "history": history}
 
 
-def _phrase(option: Option, value: Any) -> str:
+def phrase(option: Option, value: Any) -> str:
+    """An option and its value as the HISTORY line says them (\"flux lock 8 px\")."""
     shown = f"{value:g}" if isinstance(value, float) else str(value)
     return f"{option.history} {shown}" + (f" {option.unit}" if option.unit else "")

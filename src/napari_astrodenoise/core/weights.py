@@ -94,6 +94,34 @@ class LoadedModel:
     extra: dict = field(default_factory=dict)
 
 
+def own_options(config: dict) -> dict:
+    """The engine options a model's JSON config carries, checked.
+
+    A model may carry ``"options"``: options of a denoising run that it runs with unless the
+    caller sets them (a fine-tuned model's flux lock, measured on its own exposures; see
+    :mod:`~napari_astrodenoise.finetune.lockcheck`). Names that are not options of a
+    denoising run are ignored.
+    """
+    from napari_astrodenoise.core.options import DENOISE
+
+    own = config.get("options") or {}
+    return {o.name: o.check(own[o.name]) for o in DENOISE if o.name in own}
+
+
+def model_options(name_or_path: str | os.PathLike) -> dict:
+    """:func:`own_options` of a model by name or path, its weights not read; {} if unreadable."""
+    try:
+        config = json.loads(_resolve(name_or_path).read_text())
+        return own_options(config)
+    except (OSError, ValueError, ModelNotFoundError):
+        return {}
+
+
+def with_model_options(options: dict, loaded: LoadedModel) -> dict:
+    """The caller's options over the model's own (:func:`own_options`)."""
+    return {**own_options(loaded.config), **options}
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -26,6 +26,7 @@ from napari_astrodenoise.core.predictor import resolve_precision
 from napari_astrodenoise.core.progress import drain, relay
 from napari_astrodenoise.core.weights import LoadedModel
 from napari_astrodenoise.finetune.frames import check_frames, load_frames
+from napari_astrodenoise.finetune.lockcheck import check_flux_lock, checked_model
 from napari_astrodenoise.finetune.loop import TrainEvent, TrainOutcome, TrainSettings, train
 from napari_astrodenoise.finetune.prepare import (
     build_sampler,
@@ -47,7 +48,9 @@ class FinetuneProgress:
     stage : str
         Setup: ``"read"``, ``"register"`` (or the noise check of a single frame),
         ``"prepare"``; then ``"validate"`` (the base model at step 0, then a step followed by
-        a validation), ``"train"`` (one optimisation step), and last ``"save"``.
+        a validation), ``"train"`` (one optimisation step), ``"check"`` (frame 1 denoised
+        with the flux lock and without it, frames only, not half-stacks or a single frame;
+        see :mod:`~napari_astrodenoise.finetune.lockcheck`), and last ``"save"``.
     message : str
         One line for a status bar or a log.
     fraction : float
@@ -281,6 +284,18 @@ def iter_finetune(
         started=started,
     )
     outcome = yield from report.training(loop)
+    extra_options = {}
+    if record["mode"] not in ("single", "half-stacks"):
+        yield report.setup("check", "measuring on frame 1 whether the model needs the flux lock")
+        check = check_flux_lock(
+            checked_model(loaded, module, name),
+            subs,
+            registration,
+            [source.planes for source in sampler.sources[1:]],
+            sampler.split,
+        )
+        record["flux_lock_check"] = check
+        extra_options["flux_lock"] = check["flux_lock"]
     yield report.done(f"saving model {name!r} to {target.parent}", outcome)
     record.update(training_record(outcome, loaded, subs, settings, seed=seed, started=started))
     weights.user_model_path(name, overwrite=overwrite)  # again: another run may have saved it
@@ -289,7 +304,7 @@ def iter_finetune(
         target,
         name=name,
         softening=loaded.softening,
-        extra=model_extra(record, loaded.name),
+        extra=model_extra(record, loaded.name, extra_options),
     )
     return FinetuneResult(
         weights.load_model(path, device=loaded.device),

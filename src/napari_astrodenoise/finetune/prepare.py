@@ -150,11 +150,16 @@ def training_record(
     }
 
 
-def model_extra(record: dict, base_name: str) -> dict:
-    """The JSON fields a fine-tuned model carries beside its architecture."""
+def model_extra(record: dict, base_name: str, options: dict | None = None) -> dict:
+    """The JSON fields a fine-tuned model carries beside its architecture.
+
+    ``options`` are engine options the model runs with unless the caller sets them (the
+    flux lock measured on its frames, :mod:`~napari_astrodenoise.finetune.lockcheck`).
+    """
     inputs = record["inputs"]
     listed = ", ".join(i["name"] for i in inputs[:4]) + (" ..." if len(inputs) > 4 else "")
     return {
+        **({"options": dict(options)} if options else {}),
         "description": (
             f"{base_name} fine-tuned ({record['mode']}) on {len(inputs)} sub-exposure(s): {listed}"
         ),
