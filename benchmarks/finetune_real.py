@@ -50,11 +50,13 @@ from scipy import ndimage
 
 import _metrics as m
 from napari_astrodenoise.core.noiselevel import noise_sigma
-from napari_astrodenoise.core.options import turned_off
+from napari_astrodenoise.core.options import option, turned_off
 from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.planes import PlaneMap
 from napari_astrodenoise.core.starmask import star_mask
+from napari_astrodenoise.core.weights import with_model_options
 from napari_astrodenoise.finetune.frames import load_frames, split_planes
+from napari_astrodenoise.finetune.lockcheck import verdict
 from napari_astrodenoise.finetune.prepare import registered_planes
 from napari_astrodenoise.fits_io import is_fits_path
 
@@ -252,13 +254,25 @@ def run_case(case: RealCase, args: argparse.Namespace) -> tuple[list, list, dict
     results["fine-tuned"]["val"] = (tuned.val_loss_before, tuned.val_loss_after)
     results["fine-tuned"]["steps"] = (tuned.steps, tuned.stopped)
     results["fine-tuned"]["precision"] = tuned.provenance["precision"]
+    results["fine-tuned"]["lock_check"] = tuned.provenance.get("flux_lock_check")
     guards = []
     for label, model in (("shipped", "default"), ("fine-tuned", tuned.model)):
         for name, off in [*turned_off().items(), ("all", None)]:
             off_opts = turned_off() if name == "all" else {name: off}
             out = denoise(case.frame1, model=model, **opts, **off_opts)
-            guards.append((label, name, score(case, out, 0.0)))
+            guards.append((label, f"{name} off", score(case, out, 0.0)))
+        own = model_lock(tuned.model) if label == "fine-tuned" else option("flux_lock").default
+        if own != option("flux_lock").default:
+            # the model runs without the lock: what the lock would cost it
+            lock = option("flux_lock").default
+            out = denoise(case.frame1, model=model, **opts, flux_lock=lock)
+            guards.append((label, f"flux_lock on ({lock:g} px)", score(case, out, 0.0)))
     return results, guards, outputs
+
+
+def model_lock(model: object) -> float:
+    """The flux lock a model runs with when the caller does not set one."""
+    return float(with_model_options({}, model).get("flux_lock", option("flux_lock").default))
 
 
 def db(a: float, b: float) -> float:
@@ -301,10 +315,20 @@ def tables(case: RealCase, results: dict, guards: list) -> list[str]:
         f"{before:.4f} -> {after:.4f} (1 is a perfect denoiser, 2 the identity).",
         "",
     ]
+    check = results["fine-tuned"].get("lock_check")
+    if check:
+        sky, flux = check["held_out_faint_sky"], check["star_flux_change_without_lock"]
+        lines += [
+            f"Flux lock measured on frame 1 (`finetune.lockcheck`): {verdict(check)}; "
+            f"the faint-sky difference +- {sky['error']}, the flux change +- "
+            f"{flux['error']:.2%}, aperture {flux['radius_px']:g} px of the planes.",
+            "",
+        ]
     lines += [
-        "Each safeguard off (gain dB against the noisy frame; the change against all on):",
+        "Each safeguard off (gain dB against the noisy frame; the change against the model's "
+        "default settings):",
         "",
-        "| model | off | gain dB | change dB | star flux err | spurious |",
+        "| model | safeguards | gain dB | change dB | star flux err | spurious |",
         "|---|---|---|---|---|---|",
     ]
     for label, name, r in guards:
