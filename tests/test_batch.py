@@ -142,3 +142,16 @@ def test_the_python_api_loads_the_model_once_per_worker(tmp_path, random_model_p
 
 def _pids(client):
     return client.run(os.getpid).values()
+
+
+def test_the_settings_digest_counts_the_model_s_own_options():
+    from napari_astrodenoise.batch import FileJob
+
+    own = {"flux_lock": 0.0}
+    plain = FileJob("a.fits", "b.fits")
+    told = FileJob("a.fits", "b.fits", options={"flux_lock": 8.0})
+    assert plain.settings(own)["options"]["flux_lock"] == 0.0  # what the engine runs with
+    assert told.settings(own)["options"]["flux_lock"] == 8.0
+    # a model that runs without the lock: asking for the lock is another output
+    assert plain.digest("sha", own) != told.digest("sha", own)
+    assert plain.digest("sha") == told.digest("sha")  # a model with no options of its own

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_astrodenoise.core.options import DENOISE
+from napari_astrodenoise.core.weights import own_options
 
 if TYPE_CHECKING:
     from napari_astrodenoise.core.weights import LoadedModel
@@ -92,9 +93,15 @@ class FileJob:
     compress: bool = False
     tiff_bits: int = 32
 
-    def settings(self) -> dict[str, Any]:
-        """Every option (defaults filled in), the HDU and the output's form."""
-        options = {o.name: self.options.get(o.name, o.default) for o in DENOISE}
+    def settings(self, own: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option, the HDU and the output's form.
+
+        An option the job does not set is the model's own (``own``, from
+        :func:`~napari_astrodenoise.core.weights.own_options`) or else its default: what the
+        engine runs with.
+        """
+        own = own or {}
+        options = {o.name: self.options.get(o.name, own.get(o.name, o.default)) for o in DENOISE}
         return {
             "options": options,
             "hdu": self.hdu,
@@ -103,9 +110,9 @@ class FileJob:
             "tiff_bits": self.tiff_bits,
         }
 
-    def digest(self, model_sha256: str) -> str:
+    def digest(self, model_sha256: str, own: Mapping[str, Any] | None = None) -> str:
         """sha256 of the model's sha256 and :meth:`settings` (the output's ``ADSETSHA``)."""
-        text = json.dumps({"model": model_sha256, **self.settings()}, sort_keys=True)
+        text = json.dumps({"model": model_sha256, **self.settings(own)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -133,8 +140,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def is_done(job: FileJob, model_sha256: str) -> bool:
+def is_done(job: FileJob, model_sha256: str, own: Mapping[str, Any] | None = None) -> bool:
     """Whether ``job.output`` exists with the provenance this job would give it.
+
+    ``own`` are the model's own options (see :meth:`FileJob.settings`).
 
     The same input bytes (``ADINSHA``), the same model and settings (``ADSETSHA``); an
     output that cannot be read, or lacks these cards, is not done.
@@ -148,7 +157,7 @@ def is_done(job: FileJob, model_sha256: str) -> bool:
         header = read_image(job.output, lazy=True)[0].header
     except (ImageReadError, OSError):
         return False
-    return header.get("ADSETSHA") == job.digest(model_sha256) and header.get(
+    return header.get("ADSETSHA") == job.digest(model_sha256, own) and header.get(
         "ADINSHA"
     ) == file_sha256(job.input)
 
@@ -220,7 +229,7 @@ def denoise_file(
     image = image_of(job)
     memory = machine_memory() if job.memory is None else job.memory
     sha = None if job.sample else file_sha256(job.input)
-    cards = {"ADSETSHA": (job.digest(loaded.sha256), "")}
+    cards = {"ADSETSHA": (job.digest(loaded.sha256, own_options(loaded.config)), "")}
     if sha is not None:
         cards["ADINSHA"] = (sha, "")
     if too_big(image, memory):
@@ -430,11 +439,12 @@ def denoise_files(
     from napari_astrodenoise.core.predictor import as_loaded
 
     spec = _model_spec(model)
-    sha = as_loaded(model, "cpu").sha256 if resume else ""
+    loaded = as_loaded(model, "cpu") if resume else None
+    sha, own = (loaded.sha256, own_options(loaded.config)) if loaded else ("", {})
     outcomes: dict[int, FileOutcome] = {}
     todo = []
     for i, job in enumerate(jobs):
-        if resume and is_done(job, sha):
+        if resume and is_done(job, sha, own):
             outcomes[i] = FileOutcome(job, "skipped", "its output is done")
         else:
             todo.append(i)

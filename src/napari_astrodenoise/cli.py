@@ -576,10 +576,11 @@ def _job(args: argparse.Namespace, label: str, out: Path, chosen: str) -> Any:
 def _resumed(args: argparse.Namespace, jobs: list[Any], loaded: Any) -> list[Any]:
     """The jobs whose outputs are not done yet (the others are said)."""
     from napari_astrodenoise.batch import is_done
+    from napari_astrodenoise.core.weights import own_options
 
     left = []
     for job in jobs:
-        if is_done(job, loaded.sha256):
+        if is_done(job, loaded.sha256, own_options(loaded.config)):
             print(f"{job.input} -> {job.output} (done before: skipped)")
         else:
             left.append(job)

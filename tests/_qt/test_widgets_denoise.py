@@ -448,3 +448,4 @@ def test_a_model_s_own_flux_lock_fills_its_control_and_goes_with_it(widget, own_
     assert "flux lock off" in widget.status.value
     widget.picker.model.value = FROM_FILE  # the random test model: no options of its own
     assert lock.value == defaults()["flux_lock"]
+    assert widget.status.value == ""

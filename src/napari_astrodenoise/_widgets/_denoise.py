@@ -110,6 +110,10 @@ MASK_TIP = (
 SHOWN = ("strength", "star_protection")
 
 
+#: how the status line starts when the chosen model brings its own options
+MODEL_OWN = "this model runs with"
+
+
 class DenoiseWidget(Panel):
     """Denoise an image layer with the ResUNet, tile by tile, in a background thread.
 
@@ -154,6 +158,7 @@ class DenoiseWidget(Panel):
         self._reblender = LatestRunner(reblend, self._show)
         self._run: _Run | None = None
         self._shown: tuple[float, float] | None = None
+        self._model_set: set[str] = set()  # options the chosen model set in the controls
         self._connect()
 
     def _advanced_section(self) -> Container:
@@ -207,7 +212,7 @@ class DenoiseWidget(Panel):
             own = model_options(self.picker.spec()[0])
         except ValueError:  # no model file chosen yet
             own = {}
-        for name in getattr(self, "_model_set", set()) | set(own):
+        for name in self._model_set | set(own):
             self.controls[name].value = own.get(name, option(name).default)
         self._model_set = set(own)
         changed = {k: v for k, v in own.items() if v != option(k).default}
@@ -216,7 +221,9 @@ class DenoiseWidget(Panel):
                 f"{option(k).history} off" if v == option(k).off else phrase(option(k), v)
                 for k, v in changed.items()
             )
-            self.status.value = f"this model runs with {said} (measured when it was fine-tuned)"
+            self.status.value = f"{MODEL_OWN} {said} (measured when it was fine-tuned)"
+        elif self.status.value.startswith(MODEL_OWN):
+            self.status.value = ""
 
     def reset_choices(self, *args: Any) -> None:
         """Refresh the layer lists, the Advanced section's star mask chooser included."""

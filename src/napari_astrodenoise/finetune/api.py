@@ -173,7 +173,10 @@ def iter_finetune(
         The new model's name (and file stem); default ``"<base>-ft-<date-time>"``. A shipped
         model's name is refused.
     minutes : float, optional
-        Time budget of the whole call, setup included (default 10).
+        Time budget of the whole call, setup included (default 10). The flux-lock check
+        after training (frames only) comes on top: two denoising runs of frame 1 and their
+        comparison, a few seconds for a few megapixels, about a minute for a 24-megapixel
+        mosaic on 2 CPU cores.
     pairs : {"all", "half-stacks"}, optional
         ``"all"``: every ordered pair of frames (input, target); ``"half-stacks"``: the mean
         of the even-numbered frames against the mean of the odd-numbered ones, both ways.

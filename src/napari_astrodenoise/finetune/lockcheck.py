@@ -99,11 +99,10 @@ def check_flux_lock(
 
     sky = held_out_sky(with_lock, without, source, np.mean(np.stack(targets), axis=0), split)
     flux = flux_change(with_lock, without, source, radius=lock / registration.cell)
-    sky_says_off = sky["difference"] > 0
+    sky_says_off = sky["error"] is not None and sky["difference"] > 0
     flux_kept = (
         flux["stars"] >= MIN_STARS and abs(flux["median"]) + 2 * flux["error"] <= FLUX_TOLERANCE
     )
-    sky_says_off = sky_says_off and sky["error"] is not None
     return {
         "flux_lock": 0.0 if sky_says_off and flux_kept else lock,
         "tested_px": lock,
