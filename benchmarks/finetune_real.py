@@ -54,9 +54,9 @@ from napari_astrodenoise.core.options import option, turned_off
 from napari_astrodenoise.core.pipeline import denoise
 from napari_astrodenoise.core.planes import PlaneMap
 from napari_astrodenoise.core.starmask import star_mask
-from napari_astrodenoise.core.weights import with_model_options
+from napari_astrodenoise.core.weights import own_options
 from napari_astrodenoise.finetune.frames import load_frames, split_planes
-from napari_astrodenoise.finetune.lockcheck import verdict
+from napari_astrodenoise.finetune.lockcheck import background_offset, verdict
 from napari_astrodenoise.finetune.prepare import registered_planes
 from napari_astrodenoise.fits_io import is_fits_path
 
@@ -75,10 +75,6 @@ DEFECT_SIGMA = 6.0
 STAR_GROW = 4
 #: signal this many reference-noise sigmas above the sky (3 px smoothed) is "extended"
 EXTENDED_SIGMA = 3.0
-#: Gaussian sigma (px of the planes) of the sky background matched between frame 1 and the
-#: reference: the sky's gradient changes between sub-exposures, and no denoiser should
-#: follow it
-BACKGROUND_SIGMA = 64.0
 
 
 @dataclass
@@ -111,21 +107,6 @@ def _defects(planes: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """(P, h, w) bool: pixels far from their 3 x 3 median (hot pixels, cosmic rays)."""
     med = ndimage.median_filter(planes, size=(1, 3, 3), mode="nearest")
     return np.abs(planes - med) > DEFECT_SIGMA * sigma.reshape(-1, 1, 1)
-
-
-def background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """(P, h, w) smooth background of ``diff`` (frame 1 minus reference) from ``where`` alone.
-
-    A normalised Gaussian convolution of sigma ``BACKGROUND_SIGMA``: the sky's change between
-    exposures (gradient, transparency), which the reference takes on so that it describes
-    frame 1's sky. White noise averages away at that scale.
-    """
-    out = np.empty(diff.shape)
-    for p, (d, w) in enumerate(zip(diff, where, strict=True)):
-        num = ndimage.gaussian_filter(np.where(w, d, 0.0), BACKGROUND_SIGMA, mode="nearest")
-        den = ndimage.gaussian_filter(w.astype(np.float64), BACKGROUND_SIGMA, mode="nearest")
-        out[p] = num / np.maximum(den, 1e-6)
-    return out
 
 
 def sequence_folders() -> list[Path]:
@@ -261,18 +242,13 @@ def run_case(case: RealCase, args: argparse.Namespace) -> tuple[list, list, dict
             off_opts = turned_off() if name == "all" else {name: off}
             out = denoise(case.frame1, model=model, **opts, **off_opts)
             guards.append((label, f"{name} off", score(case, out, 0.0)))
-        own = model_lock(tuned.model) if label == "fine-tuned" else option("flux_lock").default
-        if own != option("flux_lock").default:
+        lock = option("flux_lock").default
+        own = own_options(model.config) if label == "fine-tuned" else {}
+        if own.get("flux_lock", lock) != lock:
             # the model runs without the lock: what the lock would cost it
-            lock = option("flux_lock").default
             out = denoise(case.frame1, model=model, **opts, flux_lock=lock)
             guards.append((label, f"flux_lock on ({lock:g} px)", score(case, out, 0.0)))
     return results, guards, outputs
-
-
-def model_lock(model: object) -> float:
-    """The flux lock a model runs with when the caller does not set one."""
-    return float(with_model_options({}, model).get("flux_lock", option("flux_lock").default))
 
 
 def db(a: float, b: float) -> float:

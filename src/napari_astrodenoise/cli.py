@@ -29,6 +29,7 @@ from napari_astrodenoise.core.options import (
     TILING,
     Option,
     option,
+    show_value,
 )
 
 #: output formats of ``denoise --format``, as :data:`napari_astrodenoise.image_io.FORMATS`
@@ -795,10 +796,6 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
         print(f"flux lock: {verdict(check)}")
 
 
-def _shown(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -820,7 +817,7 @@ def _cmd_models(_args: argparse.Namespace) -> None:
         base = cfg.get("finetune", {}).get("base", {}).get("name")
         origin = entry.origin + (f", fine-tuned from {base}" if base else "")
         weights = entry.path.with_name(cfg["weights_file"])
-        own = ", ".join(f"{option(k).flag} {_shown(v)}" for k, v in own_options(cfg).items())
+        own = ", ".join(f"{option(k).flag} {show_value(v)}" for k, v in own_options(cfg).items())
         print(
             f"{entry.name}{flag} [{origin}]: ResUNet width {arch['width']} depth "
             f"{arch['depth']}, sha256 {cfg['sha256'][:16]}, {weights}"

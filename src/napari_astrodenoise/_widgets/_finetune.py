@@ -28,7 +28,6 @@ from napari_astrodenoise._widgets._common import (
     unwrap,
 )
 from napari_astrodenoise._widgets._models import announce_model
-from napari_astrodenoise.finetune.lockcheck import verdict
 
 #: shortest budget offered, minutes (a real fine-tune wants several)
 MIN_MINUTES = 0.1
@@ -230,6 +229,8 @@ class FinetuneWidget(Panel):
         )
         check = result.provenance.get("flux_lock_check")
         if check:  # measured on the frames (finetune.lockcheck): the whole line as a tooltip
+            from napari_astrodenoise.finetune.lockcheck import verdict
+
             lock = check["flux_lock"]
             self.status.value += f"; flux lock {'off' if lock == 0 else f'{lock:g} px'}"
             self.status.tooltip = f"flux lock: {verdict(check)}"

@@ -122,9 +122,8 @@ class Option:
     @property
     def tooltip(self) -> str:
         """What a widget shows on hover: the tip (or the help line) and the default."""
-        return (
-            f"{self.tip or self.help[0].upper() + self.help[1:]}. Default: {_show(self.default)}."
-        )
+        text = self.tip or self.help[0].upper() + self.help[1:]
+        return f"{text}. Default: {show_value(self.default)}."
 
     def nearest(self, value: Any) -> Any:
         """The valid value closest to a number: within the bounds, on the multiple."""
@@ -140,11 +139,11 @@ class Option:
 
     def describe(self) -> str:
         """The help line with the default, as docstrings show it."""
-        return f"{self.help} (default {_show(self.default)})"
+        return f"{self.help} (default {show_value(self.default)})"
 
     def summary(self) -> str:
         """The brief line with the default, as the CLI's ``--help`` lists it."""
-        return f"{self.brief or self.help} (default {_show(self.default)})"
+        return f"{self.brief or self.help} (default {show_value(self.default)})"
 
 
 def _same_kind(value: Any, kind: type) -> bool:
@@ -155,7 +154,8 @@ def _same_kind(value: Any, kind: type) -> bool:
     return isinstance(value, Integral if kind is int else Real)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """An option's value as the CLI, the help and the HISTORY line write it (8.0 -> "8")."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

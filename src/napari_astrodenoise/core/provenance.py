@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_astrodenoise.core.options import DENOISE, Option
+from napari_astrodenoise.core.options import DENOISE, Option, show_value
 
 
 def provenance(settings: dict[str, Any]) -> dict[str, Any]:
@@ -49,5 +49,4 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
 
 def phrase(option: Option, value: Any) -> str:
     """An option and its value as the HISTORY line says them (\"flux lock 8 px\")."""
-    shown = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{option.history} {shown}" + (f" {option.unit}" if option.unit else "")
+    return f"{option.history} {show_value(value)}" + (f" {option.unit}" if option.unit else "")

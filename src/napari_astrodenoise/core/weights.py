@@ -111,9 +111,8 @@ def own_options(config: dict) -> dict:
 def model_options(name_or_path: str | os.PathLike) -> dict:
     """:func:`own_options` of a model by name or path, its weights not read; {} if unreadable."""
     try:
-        config = json.loads(_resolve(name_or_path).read_text())
-        return own_options(config)
-    except (OSError, ValueError, ModelNotFoundError):
+        return own_options(read_config(_resolve(name_or_path)))
+    except (ValueError, ModelNotFoundError):  # ModelFileError is a ValueError
         return {}
 
 

@@ -141,7 +141,7 @@ def held_out_sky(
     """
     sigma = noise_sigma(source).reshape(-1, 1, 1)
     where = _faint_sky(source, target, sigma)
-    target = target + _background(source - target, where)
+    target = target + background_offset(source - target, where)
     where[:, :split] = False
     loss_on = np.square((with_lock - target) / sigma)
     loss_off = np.square((without - target) / sigma)
@@ -208,9 +208,15 @@ def _faint_sky(source: np.ndarray, target: np.ndarray, sigma: np.ndarray) -> np.
     return ~bad & ~stars[np.newaxis]
 
 
-def _background(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Smooth part of ``diff`` from ``where`` alone (a normalised Gaussian convolution)."""
-    out = np.empty(diff.shape, np.float32)
+def background_offset(diff: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(P, h, w) smooth part of ``diff`` (frame 1 minus a target) from ``where`` alone.
+
+    A normalised Gaussian convolution of sigma ``BACKGROUND_SIGMA``: the sky's change between
+    exposures (gradient, transparency), which the target takes on so that it describes frame
+    1's sky. White noise averages away at that scale. Float32 for float32 ``diff``, else
+    float64.
+    """
+    out = np.empty(diff.shape, np.result_type(diff.dtype, np.float32))
     for p, (d, w) in enumerate(zip(diff, where, strict=True)):
         num = ndimage.gaussian_filter(np.where(w, d, 0.0), BACKGROUND_SIGMA, mode="nearest")
         den = ndimage.gaussian_filter(w.astype(np.float64), BACKGROUND_SIGMA, mode="nearest")
